@@ -1,0 +1,1 @@
+"""Cluster modules and the shared building blocks of the CNAI platform program."""

@@ -1,0 +1,68 @@
+"""The cluster description every cluster module returns and every layer reads.
+
+Layers never look at the environment's name: they read `Capabilities` (is the GPU driver already on
+the nodes? which labels and taints do GPU nodes carry? which storage class is the default?).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_TAINT = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+# MIG slices per GPU by compute-slice count of a profile such as all-1g.10gb (NVIDIA MIG user guide).
+_MIG_SLICES = {1: 7, 2: 3, 3: 2, 4: 1, 7: 1}
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a cluster provides, as far as the layers need to know."""
+
+    nodes: int
+    gpu_nodes: int
+    gpus_per_node: int
+    gpu_drivers_preinstalled: bool
+    gpu_toolkit_preinstalled: bool
+    gpu_node_selector: dict[str, str]
+    gpu_tolerations: tuple[dict[str, str], ...]
+    default_storage_class: str
+    load_balancer: bool
+    mig_supported: bool
+    gpu_sharing: str = "none"  # none | time-slicing | mig
+    gpu_replicas: int = 1  # time-slicing replicas per GPU
+    mig_strategy: str = "single"
+    mig_profile: str = ""
+
+    @property
+    def gpus(self) -> int:
+        return self.gpu_nodes * self.gpus_per_node
+
+    def gpu_resources(self) -> dict[str, int]:
+        """Schedulable GPU resources (name -> count) as the device plugin will advertise them."""
+        if not self.gpus:
+            return {}
+        if self.gpu_sharing == "time-slicing":
+            return {GPU_RESOURCE: self.gpus * self.gpu_replicas}
+        if self.gpu_sharing == "mig":
+            m = re.match(r"^all-(\d+)g\.", self.mig_profile)
+            slices = _MIG_SLICES.get(int(m.group(1)), 1) if m else 1
+            name = GPU_RESOURCE if self.mig_strategy == "single" else f"nvidia.com/mig-{self.mig_profile[4:]}"
+            return {name: self.gpus * slices}
+        return {GPU_RESOURCE: self.gpus}
+
+
+@dataclass
+class Cluster:
+    """A Kubernetes cluster the layers deploy onto."""
+
+    name: str
+    provider: k8s.Provider
+    kubeconfig: pulumi.Output[str]  # always a secret
+    capabilities: Capabilities
+    ready: list[pulumi.Resource] = field(default_factory=list)  # what layers wait for before deploying
+    outputs: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,84 @@
+"""Kubernetes building blocks shared by layers: object registration, labels, resource maths."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from modules.config import quantity
+
+# Namespaces the platform manages carry this label; team NetworkPolicies admit traffic from them.
+PLATFORM_LABEL = "platform.cnai.dev/part-of"
+TEAM_LABEL = "platform.cnai.dev/team"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "cnai"}
+
+_TYPED = {
+    ("v1", "Namespace"): k8s.core.v1.Namespace,
+    ("v1", "ConfigMap"): k8s.core.v1.ConfigMap,
+    ("v1", "ResourceQuota"): k8s.core.v1.ResourceQuota,
+    ("v1", "LimitRange"): k8s.core.v1.LimitRange,
+    ("networking.k8s.io/v1", "NetworkPolicy"): k8s.networking.v1.NetworkPolicy,
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): k8s.rbac.v1.RoleBinding,
+}
+_SNAKE = {"roleRef": "role_ref"}
+
+
+class CustomObject(pulumi.CustomResource):
+    """A custom resource with any top-level fields.
+
+    `pulumi_kubernetes.apiextensions.CustomResource` only carries `spec`; kinds such as Kueue's
+    WorkloadPriorityClass keep their fields at the top level. Registered under the same type token.
+    """
+
+    def __init__(self, name: str, manifest: dict[str, Any], opts: pulumi.ResourceOptions | None = None):
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(version=k8s._utilities.get_version()))
+        super().__init__(f"kubernetes:{manifest['apiVersion']}:{manifest['kind']}", name, dict(manifest), opts)
+
+
+def resource_name(manifest: dict[str, Any]) -> str:
+    """A stable Pulumi name for an object: kind, namespace and name."""
+    meta = manifest["metadata"]
+    parts = [manifest["kind"].lower(), meta.get("namespace"), meta["name"]]
+    return "-".join(p for p in parts if p)
+
+
+def apply(manifest: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
+    """Register one Kubernetes object: typed class for built-in kinds, CustomObject otherwise."""
+    cls = _TYPED.get((manifest["apiVersion"], manifest["kind"]))
+    name = resource_name(manifest)
+    if cls is None:
+        return CustomObject(name, manifest, opts)
+    args = {_SNAKE.get(k, k): v for k, v in manifest.items() if k not in ("apiVersion", "kind")}
+    return cls(name, opts=opts, **args)
+
+
+def namespace(name: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {**MANAGED_BY, **labels}}}
+
+
+def pod_security(level: str) -> dict[str, str]:
+    """Pod Security Admission labels: enforce `level`, warn and audit at restricted."""
+    return {
+        "pod-security.kubernetes.io/enforce": level,
+        "pod-security.kubernetes.io/warn": "restricted",
+        "pod-security.kubernetes.io/audit": "restricted",
+    }
+
+
+def cpu(value: str) -> Decimal:
+    return quantity(value)
+
+
+def mib(value: str) -> Decimal:
+    return quantity(value) / (1 << 20)
+
+
+def fmt_cpu(cores: Decimal) -> str:
+    return f"{int(cores * 1000)}m"
+
+
+def fmt_mem(mebibytes: Decimal) -> str:
+    return f"{int(mebibytes)}Mi"

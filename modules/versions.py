@@ -1,0 +1,66 @@
+"""The pin table: every chart, image, node image and tool version, loaded from `versions.yaml`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class ChartSource:
+    """A pinned upstream Helm chart: where Helm pulls it from and where its source lives."""
+
+    key: str
+    repo: str
+    chart: str
+    version: str
+    source: str
+    subcharts: tuple[tuple[str, str], ...] = ()
+    crd_groups: tuple[str, ...] = ()
+
+    @property
+    def oci(self) -> bool:
+        return self.repo.startswith("oci://")
+
+    @property
+    def ref(self) -> str:
+        """The chart reference Helm resolves: an OCI URL, or the chart name within `repo`."""
+        return f"{self.repo}/{self.chart}" if self.oci else self.chart
+
+
+@dataclass(frozen=True)
+class Versions:
+    charts: dict[str, ChartSource]
+    images: dict[str, str]
+    tools: dict[str, str]
+    kind_node_images: dict[str, str]
+    kubernetes_supported: tuple[str, ...]
+    kubernetes_default: str
+
+    def chart(self, key: str) -> ChartSource:
+        return self.charts[key]
+
+
+def load(path: Path = ROOT / "versions.yaml") -> Versions:
+    data = yaml.safe_load(path.read_text())
+    charts = {
+        key: ChartSource(key=key, repo=c["repo"], chart=c["chart"], version=str(c["version"]),
+                         source=c["source"], subcharts=tuple(sorted((c.get("subcharts") or {}).items())),
+                         crd_groups=tuple(c.get("crd_groups") or ()))
+        for key, c in data["charts"].items()
+    }
+    return Versions(
+        charts=charts,
+        images=dict(data.get("images") or {}),
+        tools={k: str(v) for k, v in data["tools"].items()},
+        kind_node_images={str(k): v for k, v in (data["kind"]["node_images"] or {}).items()},
+        kubernetes_supported=tuple(str(v) for v in data["kubernetes"]["supported"]),
+        kubernetes_default=str(data["kubernetes"]["default"]),
+    )
+
+
+VERSIONS = load()

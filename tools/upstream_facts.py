@@ -1,0 +1,172 @@
+"""Extract upstream *facts* for the offline tests: chart values key paths and CRD structural schemas.
+
+The tests check every values key the program sets against the pinned chart, and every custom
+resource against the pinned CRD schema, without network. They read small fact files under
+`tests/upstream/` that this tool writes from upstream sources you have locally (a copy of the charts'
+`Chart.yaml`/`values.yaml`/`values.schema.json` and the CRDs' `openAPIV3Schema` as JSON):
+
+    python -m tools.upstream_facts --upstream ../shared/upstream \
+        [--subchart gpu-operator/node-feature-discovery=/path/to/nfd/chart]
+
+Only key names, types and structural schema keywords are kept (no descriptions, no templates):
+facts, not copies. Run it after bumping a pin in versions.yaml; `--check` fails if the committed
+facts differ from what the sources give (CI runs it when the sources are present).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from modules.versions import ROOT, VERSIONS
+
+FACTS = ROOT / "tests" / "upstream"
+_STRUCTURAL = {
+    "type", "properties", "items", "required", "enum", "additionalProperties", "anyOf", "oneOf", "allOf",
+    "x-kubernetes-preserve-unknown-fields", "x-kubernetes-int-or-string", "x-kubernetes-embedded-resource",
+    "format", "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems", "pattern", "nullable",
+}
+
+
+def _values_paths(node: Any, prefix: str, out: dict[str, str]) -> None:
+    if isinstance(node, dict):
+        if prefix:
+            out[prefix] = "map" if node else "free"
+        for key, value in node.items():
+            _values_paths(value, f"{prefix}.{key}" if prefix else str(key), out)
+    elif prefix:
+        out.setdefault(prefix, "list" if isinstance(node, list) else "scalar")
+
+
+def _schema_paths(schema: dict[str, Any], root: dict[str, Any], prefix: str, out: dict[str, str], depth=0) -> None:
+    if depth > 40:
+        return
+    while "$ref" in schema:
+        ref = schema["$ref"]
+        if not ref.startswith("#/"):
+            out.setdefault(prefix, "free")
+            return
+        target: Any = root
+        for part in ref[2:].split("/"):
+            target = target[part]
+        schema = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+    props = schema.get("properties")
+    if props:
+        if prefix:
+            out.setdefault(prefix, "map")
+        for key, sub in props.items():
+            _schema_paths(sub, root, f"{prefix}.{key}" if prefix else key, out, depth + 1)
+        if schema.get("additionalProperties") not in (None, False) and prefix:
+            out[prefix] = "free"
+    elif prefix:
+        types = schema.get("type")
+        types = types if isinstance(types, list) else [types]
+        kind = "free" if "object" in types or types == [None] else ("list" if "array" in types else "scalar")
+        if out.get(prefix) in (None, "scalar") or kind == "free":
+            out[prefix] = kind if out.get(prefix) != "map" else "map"
+
+
+def chart_facts(chart_dir: Path, subcharts: dict[str, Path]) -> dict[str, Any]:
+    keys: dict[str, str] = {}
+    _values_paths(yaml.safe_load((chart_dir / "values.yaml").read_text()) or {}, "", keys)
+    schema_file = chart_dir / "values.schema.json"
+    if schema_file.exists():
+        schema = json.loads(schema_file.read_text())
+        _schema_paths(schema, schema, "", keys)
+    for name, sub in sorted(subcharts.items()):
+        sub_keys: dict[str, str] = {}
+        _values_paths(yaml.safe_load((sub / "values.yaml").read_text()) or {}, "", sub_keys)
+        keys[name] = "map"
+        keys.update({f"{name}.{k}": v for k, v in sub_keys.items()})
+    return {"schema": schema_file.exists(), "keys": dict(sorted(keys.items()))}
+
+
+def prune(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        out = {}
+        for key, value in schema.items():
+            if key == "properties":
+                out[key] = {k: prune(v) for k, v in value.items()}
+            elif key in _STRUCTURAL:
+                out[key] = prune(value)
+        return out
+    if isinstance(schema, list):
+        return [prune(v) for v in schema]
+    return schema
+
+
+def build(upstream: Path, extra_subcharts: dict[str, dict[str, Path]],
+          require_subcharts: bool = True) -> dict[Path, str]:
+    """Return {fact file: content} for every pinned chart and the CRD groups it declares."""
+    files: dict[Path, str] = {}
+    for key, src in sorted(VERSIONS.charts.items()):
+        chart_dir = upstream / "charts" / key / src.version
+        if not chart_dir.exists():
+            raise SystemExit(f"{chart_dir}: no upstream copy of {key} {src.version}")
+        facts = {"chart": src.chart, "version": src.version, "source": src.source,
+                 "subcharts": dict(src.subcharts), **chart_facts(chart_dir, extra_subcharts.get(key, {}))}
+        missing = set(dict(src.subcharts)) - set(extra_subcharts.get(key, {}))
+        if missing and require_subcharts:
+            raise SystemExit(f"{key}: pass --subchart {key}/{sorted(missing)[0]}=DIR (values of the pinned subchart)")
+        files[FACTS / "values" / f"{key}.json"] = json.dumps(facts, indent=1, sort_keys=True) + "\n"
+    index = json.loads((upstream / "crds" / "index.json").read_text())["groups"]
+    for key, src in sorted(VERSIONS.charts.items()):
+        for group in src.crd_groups:
+            for kind, crd in sorted(index[group].items()):
+                if crd["tag"].lstrip("v") != src.version.lstrip("v"):
+                    raise SystemExit(f"{group}/{kind}: CRD copy is from {crd['tag']}, chart pinned at {src.version}")
+                for version, meta in sorted(crd["versions"].items()):
+                    if not meta.get("served"):
+                        continue
+                    schema = json.loads((upstream / "crds" / meta["file"]).read_text())
+                    doc = {"group": group, "kind": kind, "version": version, "scope": crd["scope"],
+                           "storage": bool(meta.get("storage")), "deprecated": bool(meta.get("deprecated")),
+                           "source": f"{crd['repo']}@{crd['tag']}:{crd['path']}", "schema": prune(schema)}
+                    files[FACTS / "crds" / group / f"{kind}.{version}.json"] = json.dumps(doc, indent=1, sort_keys=True) + "\n"
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--upstream", type=Path, default=ROOT.parent / "shared" / "upstream")
+    ap.add_argument("--subchart", action="append", default=[], metavar="CHART/NAME=DIR")
+    ap.add_argument("--check", action="store_true", help="compare with the committed facts instead of writing")
+    args = ap.parse_args(argv)
+    subs: dict[str, dict[str, Path]] = {}
+    for item in args.subchart:
+        target, _, path = item.partition("=")
+        chart, _, name = target.partition("/")
+        subs.setdefault(chart, {})[name] = Path(path)
+    if args.check:
+        # The shared copy has no subchart values: compare everything but the subchart keys.
+        files = build(args.upstream, subs, require_subcharts=False)
+        stale = [str(p.relative_to(ROOT)) for p, text in files.items()
+                 if not p.exists() or _strip(p.read_text()) != _strip(text)]
+        if stale:
+            print("upstream facts are stale: " + ", ".join(stale), file=sys.stderr)
+            return 1
+        print(f"upstream facts match {args.upstream} ({len(files)} files)")
+        return 0
+    files = build(args.upstream, subs)
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    print(f"wrote {len(files)} fact files under {FACTS.relative_to(ROOT)}")
+    return 0
+
+
+def _strip(text: str) -> str:
+    doc = json.loads(text)
+    if "keys" in doc:
+        doc["keys"] = {k: v for k, v in doc["keys"].items()
+                       if not any(k == s or k.startswith(s + ".") for s in doc.get("subcharts", {}))}
+    return json.dumps(doc, sort_keys=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
