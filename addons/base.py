@@ -49,11 +49,17 @@ class Workload:
 
 @dataclass(frozen=True)
 class KubeObject:
-    """A Kubernetes object a layer creates directly; `needs_chart`: wait for the layer's release (CRDs, webhooks)."""
+    """A Kubernetes object a layer creates directly.
+
+    `needs_chart`: created after the layer's release (its CRDs and webhooks); `before_chart`: the
+    release waits for it (configuration the chart's pods read); `needs_after`: created after the
+    layers named in `Layer.after` (per-team objects in team namespaces).
+    """
 
     manifest: dict[str, Any]
     needs_chart: bool = False
     needs_after: bool = False
+    before_chart: bool = False
 
 
 def resources(cpu: str, memory: str, memory_limit: str | None = None) -> dict[str, Any]:
@@ -142,11 +148,22 @@ class LayerComponent(pulumi.ComponentResource):
                          pulumi.ResourceOptions(provider=cluster.provider))
         self.layer = layer
         child = pulumi.ResourceOptions(parent=self)
+        created: dict[str, pulumi.Resource] = {}
+
+        def register(o: KubeObject, deps: list[pulumi.Resource]) -> pulumi.Resource:
+            ns = o.manifest["metadata"].get("namespace")
+            if ns in created:
+                deps = deps + [created[ns]]
+            res = kube.apply(o.manifest, pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=deps)))
+            if o.manifest["kind"] == "Namespace":
+                created[o.manifest["metadata"]["name"]] = res
+            return res
+
         first = list(cluster.ready) + list(requires)
-        objects = layer.all_objects()
-        namespaces = [kube.apply(o.manifest, pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
-            depends_on=first))) for o in objects if o.manifest["kind"] == "Namespace" and not o.needs_after]
-        base = namespaces or first
+        ns_manifest = layer.namespace_manifest()
+        base = [register(KubeObject(ns_manifest), first)] if ns_manifest else first
+        objects = layer.objects()
+        prereqs = [register(o, list(base)) for o in objects if o.before_chart]
         self.release: k8s.helm.v3.Release | None = None
         src = layer.source
         if src:
@@ -162,23 +179,17 @@ class LayerComponent(pulumi.ComponentResource):
                 timeout=layer.release_timeout(),
                 max_history=5,
                 cleanup_on_fail=True,
-                opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=base)),
+                opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=base + prereqs)),
             )
-        created: dict[str, pulumi.Resource] = {}
         for o in objects:
-            if o.manifest["kind"] == "Namespace" and not o.needs_after:
+            if o.before_chart:
                 continue
             deps = list(base)
             if o.needs_chart and self.release is not None:
                 deps.append(self.release)
             if o.needs_after:
                 deps += after
-            ns = o.manifest["metadata"].get("namespace")
-            if ns in created:
-                deps.append(created[ns])
-            res = kube.apply(o.manifest, pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=deps)))
-            if o.manifest["kind"] == "Namespace":
-                created[o.manifest["metadata"]["name"]] = res
+            register(o, deps)
         out = {"namespace": layer.namespace or "", **layer.outputs()}
         if self.release is not None:
             out["release"] = self.release.status.apply(lambda s: s.name if s else None)

@@ -23,7 +23,7 @@ _MIG_SLICES = {1: 7, 2: 3, 3: 2, 4: 1, 7: 1}
 class Capabilities:
     """What a cluster provides, as far as the layers need to know."""
 
-    nodes: int
+    nodes: int  # nodes that run workloads (control-plane nodes excluded)
     gpu_nodes: int
     gpus_per_node: int
     gpu_drivers_preinstalled: bool
@@ -33,6 +33,7 @@ class Capabilities:
     default_storage_class: str
     load_balancer: bool
     mig_supported: bool
+    gpu_nodes_labelled: bool = False  # GPU nodes carry gpu_node_selector before any discovery runs
     gpu_sharing: str = "none"  # none | time-slicing | mig
     gpu_replicas: int = 1  # time-slicing replicas per GPU
     mig_strategy: str = "single"

@@ -1,0 +1,9 @@
+"""Platform layers. Each module declares one Layer; this registry is the list the program resolves."""
+
+from addons.base import Layer
+from addons.cert_manager import CertManager
+from addons.gpu_operator import GpuOperator
+from addons.kueue import Kueue
+from addons.teams import Teams
+
+LAYERS: dict[str, type[Layer]] = {cls.name: cls for cls in (CertManager, GpuOperator, Kueue, Teams)}

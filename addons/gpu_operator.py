@@ -1,0 +1,139 @@
+"""NVIDIA GPU Operator: driver, container toolkit, device plugin, GFD, MIG manager and DCGM exporter.
+
+Values follow the cluster's capabilities: where the node image (or kind passthrough) already provides
+the driver or the container toolkit, the operator does not install them again. GPU sharing comes from
+`cnai:gpu.sharing`: a time-slicing ConfigMap for the device plugin, or a MIG strategy and profile.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from pydantic import Field
+
+from addons.base import KubeObject, Layer, Workload, resources
+from modules.cluster import GPU_RESOURCE, GPU_TAINT, Capabilities
+from modules.config import ConfigError, LayerOptions, PlatformSpec
+
+TIME_SLICING_CONFIG = "time-slicing-config"
+_NOT_CONTROL_PLANE = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+    {"matchExpressions": [{"key": "node-role.kubernetes.io/control-plane", "operator": "DoesNotExist"}]}]}}}
+
+# requests per pod: (cpu, memory, memory limit). Operands run once per GPU node.
+_SIZES = {
+    "laptop": {
+        "operator": ("50m", "96Mi", "350Mi"), "nfd-master": ("10m", "64Mi", "512Mi"),
+        "nfd-worker": ("5m", "32Mi", "256Mi"), "nfd-gc": ("5m", "32Mi", "256Mi"),
+        "device-plugin": ("10m", "32Mi", "256Mi"), "gfd": ("5m", "32Mi", "128Mi"),
+        "dcgm-exporter": ("50m", "256Mi", "1Gi"), "validator": ("5m", "32Mi", "128Mi"),
+        "toolkit": ("10m", "64Mi", "256Mi"), "mig-manager": ("10m", "64Mi", "256Mi"),
+        "driver": ("100m", "512Mi", "4Gi"),
+    },
+    "production": {
+        "operator": ("200m", "128Mi", "512Mi"), "nfd-master": ("100m", "128Mi", "4Gi"),
+        "nfd-worker": ("5m", "64Mi", "512Mi"), "nfd-gc": ("10m", "128Mi", "1Gi"),
+        "device-plugin": ("50m", "64Mi", "512Mi"), "gfd": ("10m", "64Mi", "256Mi"),
+        "dcgm-exporter": ("100m", "512Mi", "2Gi"), "validator": ("10m", "64Mi", "256Mi"),
+        "toolkit": ("50m", "128Mi", "512Mi"), "mig-manager": ("50m", "128Mi", "512Mi"),
+        "driver": ("250m", "1Gi", "8Gi"),
+    },
+}
+
+
+class GpuOperatorOptions(LayerOptions):
+    dcgmExporter: bool = Field(True, description="run the DCGM exporter (GPU metrics for Prometheus)")
+
+
+class GpuOperator(Layer):
+    name = "gpu-operator"
+    component = "GpuOperator"
+    description = "Makes NVIDIA GPUs schedulable: driver, toolkit, device plugin, GPU feature discovery, metrics."
+    chart = "gpu-operator"
+    Options = GpuOperatorOptions
+    default_namespace = "gpu-operator"
+    pod_security = "privileged"
+    pod_security_reason = "driver, toolkit and device-plugin DaemonSets mount host paths and run privileged"
+
+    @classmethod
+    def validate(cls, spec: PlatformSpec, caps: Capabilities) -> None:
+        if spec.gpu.sharing.mode == "mig" and not caps.mig_supported:
+            raise ConfigError(f"cnai:gpu.sharing.mode: mig is not supported on a {spec.environment} cluster "
+                              "(MIG reconfiguration needs control of the host driver); use none or time-slicing")
+
+    def _size(self, part: str) -> dict[str, Any]:
+        return resources(*_SIZES[self.profile.name][part])
+
+    def _operands(self) -> list[str]:
+        c = self.caps
+        parts = ["device-plugin", "gfd", "validator"]
+        parts += [] if c.gpu_drivers_preinstalled else ["driver"]
+        parts += [] if c.gpu_toolkit_preinstalled else ["toolkit"]
+        parts += ["mig-manager"] if c.gpu_sharing == "mig" else []
+        parts += ["dcgm-exporter"] if self.options.dcgmExporter else []
+        return parts
+
+    def values(self) -> dict[str, Any]:
+        c = self.caps
+        tolerations = list(c.gpu_tolerations) or [GPU_TAINT]
+        mig = c.gpu_sharing == "mig"
+        sharing = c.gpu_sharing == "time-slicing"
+        return {
+            "operator": {"resources": self._size("operator"), "tolerations": [], "affinity": _NOT_CONTROL_PLANE},
+            "daemonsets": {"tolerations": tolerations},
+            "driver": {"enabled": not c.gpu_drivers_preinstalled, "resources": self._size("driver")},
+            "toolkit": {"enabled": not c.gpu_toolkit_preinstalled, "resources": self._size("toolkit")},
+            "devicePlugin": {
+                "resources": self._size("device-plugin"),
+                # The ConfigMap is created by this layer (validated offline), not by the chart.
+                "config": {"create": False, "name": TIME_SLICING_CONFIG if sharing else "",
+                           "default": "any" if sharing else ""},
+            },
+            "gfd": {"resources": self._size("gfd")},
+            "validator": {"resources": self._size("validator")},
+            "mig": {"strategy": c.mig_strategy if mig else "single"},
+            "migManager": {"enabled": mig, "resources": self._size("mig-manager"),
+                           "config": {"default": c.mig_profile if mig else "all-disabled"}},
+            "dcgmExporter": {"enabled": self.options.dcgmExporter, "resources": self._size("dcgm-exporter"),
+                             "serviceMonitor": {"enabled": self.options.dcgmExporter}},
+            "nfd": {"enabled": True},
+            "node-feature-discovery": {
+                "master": {"resources": self._size("nfd-master"), "tolerations": [], "affinity": _NOT_CONTROL_PLANE},
+                "gc": {"resources": self._size("nfd-gc"), "tolerations": [], "affinity": _NOT_CONTROL_PLANE},
+                "worker": self._nfd_worker(tolerations),
+            },
+        }
+
+    def _nfd_worker(self, tolerations: list[dict[str, str]]) -> dict[str, Any]:
+        # Never on control-plane nodes. Where GPU nodes are labelled up front (kind, cloud node
+        # pools), only there: on kind every node container sees the host's PCI bus, so discovery
+        # elsewhere would mark CPU workers as GPU nodes.
+        worker: dict[str, Any] = {"resources": self._size("nfd-worker"), "tolerations": tolerations}
+        if self.caps.gpu_nodes_labelled:
+            worker["nodeSelector"] = dict(self.caps.gpu_node_selector)
+        return worker
+
+    def objects(self) -> list[KubeObject]:
+        if self.caps.gpu_sharing != "time-slicing":
+            return []
+        config = {"version": "v1", "flags": {"migStrategy": "none"},
+                  "sharing": {"timeSlicing": {"resources": [{"name": GPU_RESOURCE, "replicas": self.caps.gpu_replicas}]}}}
+        cm = {"apiVersion": "v1", "kind": "ConfigMap",
+              "metadata": {"name": TIME_SLICING_CONFIG, "namespace": self.namespace},
+              "data": {"any": yaml.safe_dump(config, sort_keys=True)}}
+        return [KubeObject(cm, before_chart=True)]
+
+    def release_timeout(self) -> int:
+        # Building the driver on the node takes minutes; without it the operator is up in seconds.
+        return max(self.profile.helm_timeout, 1200) if not self.caps.gpu_drivers_preinstalled else self.profile.helm_timeout
+
+    def workloads(self) -> list[Workload]:
+        sizes = _SIZES[self.profile.name]
+        out = [Workload("gpu-operator", *sizes["operator"][:2]),
+               Workload("nfd-master", *sizes["nfd-master"][:2]),
+               Workload("nfd-gc", *sizes["nfd-gc"][:2]),
+               Workload("nfd-worker", *sizes["nfd-worker"][:2],
+                        count=self.caps.gpu_nodes if self.caps.gpu_nodes_labelled else self.caps.nodes)]
+        if self.caps.gpu_nodes:
+            out += [Workload(p, *sizes[p][:2], count=self.caps.gpu_nodes) for p in self._operands()]
+        return out

@@ -1,0 +1,144 @@
+"""Kueue: job queueing with quotas, fair sharing and priorities.
+
+Besides the chart, the layer creates the platform's queueing objects (Kueue's storage API version
+of the pinned release): a CPU ResourceFlavor, a GPU ResourceFlavor bound to the GPU nodes' labels
+and taint, one ClusterQueue in a cohort with cpu/memory/GPU quotas, WorkloadPriorityClasses and a
+LocalQueue named `default` in every team namespace (Kueue's default queue name).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from addons.base import KubeObject, Layer, Workload, resources
+from modules.config import ConfigError, LayerOptions, PlatformSpec, Quantity, Strict, quantity
+from modules.cluster import Capabilities
+from modules.k8s import MANAGED_BY, TEAM_LABEL
+from modules.versions import VERSIONS
+
+API = "kueue.x-k8s.io/v1beta2"  # the storage version in Kueue 0.19
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+LOCAL_QUEUE = "default"
+CPU_FLAVOR = "cpu"
+GPU_FLAVOR = "gpu"
+
+_SIZES = {"laptop": ("100m", "192Mi", "512Mi"), "production": ("500m", "512Mi", "2Gi")}
+
+
+class PriorityClass(Strict):
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    value: int = Field(ge=-1_000_000_000, le=1_000_000_000)
+    description: str = ""
+
+
+class KueueOptions(LayerOptions):
+    clusterQueue: str = Field("platform", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    cohort: str = Field("cnai", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    cpu: Quantity | None = Field(None, description="ClusterQueue CPU quota (default: the profile's)")
+    memory: Quantity | None = Field(None, description="ClusterQueue memory quota (default: the profile's)")
+    priorityClasses: tuple[PriorityClass, ...] = Field((
+        PriorityClass(name="low", value=100, description="Best-effort experiments; first to be preempted."),
+        PriorityClass(name="normal", value=1000, description="Default for team training and tuning jobs."),
+        PriorityClass(name="high", value=10000, description="Deadline work; preempts lower priorities."),
+    ), strict=False)
+
+
+def _meta(name: str, namespace: str | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "labels": dict(MANAGED_BY)}
+    if namespace:
+        meta["namespace"] = namespace
+    return meta
+
+
+class Kueue(Layer):
+    name = "kueue"
+    component = "Kueue"
+    description = "Queues batch and training workloads under quotas, with fair sharing and priorities."
+    chart = "kueue"
+    after = ("teams",)
+    Options = KueueOptions
+    default_namespace = "kueue-system"
+
+    @classmethod
+    def validate(cls, spec: PlatformSpec, caps: Capabilities) -> None:
+        opts = spec.layer(cls.name)
+        names = [p.name for p in opts.priorityClasses]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup:
+            raise ConfigError(f"cnai:layers.kueue.priorityClasses: name {dup!r} appears twice; names must be unique")
+        for key in ("cpu", "memory"):
+            value = getattr(opts, key)
+            if value is not None and quantity(value) <= 0:
+                raise ConfigError(f"cnai:layers.kueue.{key}: must be a positive quantity (got {value!r})")
+
+    def values(self) -> dict[str, Any]:
+        repo, tag = VERSIONS.images["kueue-controller"].rsplit(":", 1)
+        replicas = self.profile.replicas
+        return {
+            "controllerManager": {
+                "replicas": replicas,
+                "manager": {"image": {"repository": repo, "tag": tag, "pullPolicy": "IfNotPresent"},
+                            "resources": resources(*_SIZES[self.profile.name])},
+                "podDisruptionBudget": {"enabled": replicas > 1, "minAvailable": 1},
+            },
+        }
+
+    def workloads(self) -> list[Workload]:
+        cpu, mem, _ = _SIZES[self.profile.name]
+        return [Workload("kueue-controller-manager", cpu, mem, self.profile.replicas)]
+
+    def _flavors(self) -> list[dict[str, Any]]:
+        cpu = {"apiVersion": API, "kind": "ResourceFlavor", "metadata": _meta(CPU_FLAVOR), "spec": {}}
+        if not self.caps.gpu_resources():
+            return [cpu]
+        labels = dict(self.caps.gpu_node_selector)
+        if self.spec.gpu.model:
+            labels["nvidia.com/gpu.product"] = self.spec.gpu.model
+        gpu_spec: dict[str, Any] = {"nodeLabels": labels}
+        if self.caps.gpu_tolerations:
+            gpu_spec["tolerations"] = [dict(t) for t in self.caps.gpu_tolerations]
+        return [cpu, {"apiVersion": API, "kind": "ResourceFlavor", "metadata": _meta(GPU_FLAVOR), "spec": gpu_spec}]
+
+    def _cluster_queue(self) -> dict[str, Any]:
+        o = self.options
+        cpu_quota = o.cpu or self.profile.queue_cpu
+        mem_quota = o.memory or self.profile.queue_memory
+        groups: list[dict[str, Any]] = [{
+            "coveredResources": ["cpu", "memory"],
+            "flavors": [{"name": CPU_FLAVOR, "resources": [
+                {"name": "cpu", "nominalQuota": cpu_quota}, {"name": "memory", "nominalQuota": mem_quota}]}],
+        }]
+        gpus = self.caps.gpu_resources()
+        if gpus:
+            groups.append({
+                "coveredResources": sorted(gpus),
+                "flavors": [{"name": GPU_FLAVOR, "resources": [
+                    {"name": r, "nominalQuota": str(n)} for r, n in sorted(gpus.items())]}],
+            })
+        return {
+            "apiVersion": API, "kind": "ClusterQueue", "metadata": _meta(o.clusterQueue),
+            "spec": {
+                "cohortName": o.cohort,
+                # Only team namespaces submit here; each has a LocalQueue pointing at this queue.
+                "namespaceSelector": {"matchExpressions": [{"key": TEAM_LABEL, "operator": "Exists"}]},
+                "queueingStrategy": "BestEffortFIFO",
+                "preemption": {"withinClusterQueue": "LowerPriority", "reclaimWithinCohort": "Any",
+                               "borrowWithinCohort": {"policy": "LowerPriority"}},
+                "resourceGroups": groups,
+            },
+        }
+
+    def objects(self) -> list[KubeObject]:
+        out = [KubeObject(m, needs_chart=True) for m in self._flavors()]
+        out.append(KubeObject(self._cluster_queue(), needs_chart=True))
+        for pc in self.options.priorityClasses:
+            out.append(KubeObject({"apiVersion": API, "kind": "WorkloadPriorityClass", "metadata": _meta(pc.name),
+                                   "value": pc.value, "description": pc.description}, needs_chart=True))
+        if self.spec.layer("teams").enabled:
+            for team in self.spec.teams:
+                lq = {"apiVersion": API, "kind": "LocalQueue", "metadata": _meta(LOCAL_QUEUE, team.namespace),
+                      "spec": {"clusterQueue": self.options.clusterQueue}}
+                out.append(KubeObject(lq, needs_chart=True, needs_after=True))
+        return out

@@ -1,0 +1,95 @@
+"""Teams: one namespace per team with quota, limit range, network isolation and RBAC.
+
+Each team in `cnai:teams` gets namespace `team-<name>` (Pod Security `baseline`) with
+- a ResourceQuota (cpu/memory requests, GPUs, pods, storage) from the team's quota;
+- a LimitRange giving containers default requests and limits from the profile;
+- NetworkPolicies: deny all by default, then allow traffic inside the namespace, to and from the
+  platform's namespaces, DNS, and (opt-in per team) egress to the internet;
+- a RoleBinding of the `edit` ClusterRole to the team's identity-provider group.
+Other layers add their per-team objects (a Kueue LocalQueue, ...) ordered after this layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from addons.base import KubeObject, Layer
+from modules.cluster import GPU_RESOURCE, Capabilities
+from modules.config import ConfigError, PlatformSpec
+from modules.k8s import MANAGED_BY, PLATFORM_LABEL, TEAM_LABEL, namespace, pod_security
+
+_PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"]
+_RESERVED = {"default", "kube-system", "kube-public", "kube-node-lease"}
+
+
+class Teams(Layer):
+    name = "teams"
+    component = "Teams"
+    description = "Namespace per team with quota, limits, default-deny networking and RBAC for the team's group."
+
+    @classmethod
+    def validate(cls, spec: PlatformSpec, caps: Capabilities) -> None:
+        seen: set[str] = set()
+        for i, team in enumerate(spec.teams):
+            if team.name in seen:
+                raise ConfigError(f"cnai:teams[{i}].name: team {team.name!r} is declared twice; names must be unique")
+            seen.add(team.name)
+            if team.namespace in _RESERVED:
+                raise ConfigError(f"cnai:teams[{i}].name: {team.name!r} gives a reserved namespace")
+            if team.quota.gpu and not spec.gpu.enabled:
+                raise ConfigError(f"cnai:teams[{i}].quota.gpu: {team.quota.gpu} GPU(s) requested but "
+                                  "cnai:gpu.enabled is false; set the GPU quota to 0 or enable GPUs")
+
+    def objects(self) -> list[KubeObject]:
+        out: list[KubeObject] = []
+        for team in self.spec.teams:
+            out += [KubeObject(m) for m in self.team_objects(team)]
+        return out
+
+    def team_objects(self, team) -> list[dict[str, Any]]:
+        ns = team.namespace
+        labels = {**MANAGED_BY, TEAM_LABEL: team.name}
+
+        def meta(name: str) -> dict[str, Any]:
+            return {"name": name, "namespace": ns, "labels": labels}
+
+        q = team.quota
+        hard = {"requests.cpu": q.cpu, "requests.memory": q.memory, "limits.memory": q.memory,
+                "pods": str(q.pods), "requests.storage": q.storage, f"requests.{GPU_RESOURCE}": str(q.gpu)}
+        p = self.profile
+        objs: list[dict[str, Any]] = [
+            namespace(ns, {TEAM_LABEL: team.name, **pod_security("baseline")}),
+            {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": meta("team-quota"), "spec": {"hard": hard}},
+            {"apiVersion": "v1", "kind": "LimitRange", "metadata": meta("container-defaults"),
+             "spec": {"limits": [{"type": "Container", "defaultRequest": dict(p.container_request),
+                                  "default": dict(p.container_limit)}]}},
+            self._policy(meta("default-deny"), {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}),
+            self._policy(meta("allow-same-namespace"), {
+                "podSelector": {}, "policyTypes": ["Ingress", "Egress"],
+                "ingress": [{"from": [{"podSelector": {}}]}], "egress": [{"to": [{"podSelector": {}}]}]}),
+            self._policy(meta("allow-platform"), {
+                "podSelector": {}, "policyTypes": ["Ingress", "Egress"],
+                "ingress": [{"from": [{"namespaceSelector": self._platform()}]}],
+                "egress": [{"to": [{"namespaceSelector": self._platform()}]}]}),
+            self._policy(meta("allow-dns"), {
+                "podSelector": {}, "policyTypes": ["Egress"],
+                "egress": [{"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                                    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+                            "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}]}),
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta("team-edit"),
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": team.rbac_group}]},
+        ]
+        if team.allowInternetEgress:
+            objs.append(self._policy(meta("allow-internet-egress"), {
+                "podSelector": {}, "policyTypes": ["Egress"],
+                "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": _PRIVATE_RANGES}}]}]}))
+        return objs
+
+    @staticmethod
+    def _platform() -> dict[str, Any]:
+        return {"matchExpressions": [{"key": PLATFORM_LABEL, "operator": "Exists"}]}
+
+    @staticmethod
+    def _policy(meta: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+        return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta, "spec": spec}

@@ -1,0 +1,57 @@
+"""existing cluster module: adopt a cluster created elsewhere (on-prem, or managed) from a kubeconfig.
+
+Nothing is created; the capabilities the layers read come from `cnai:existing` (driver and toolkit
+on the node image? GPU node labels and taint? default storage class? LoadBalancer support?).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from modules.cluster import GPU_TAINT, Capabilities, Cluster
+from modules.config import PlatformSpec
+
+
+def capabilities(spec: PlatformSpec) -> Capabilities:
+    e, gpu = spec.existing, spec.gpu
+    return Capabilities(
+        nodes=e.nodes,
+        gpu_nodes=e.gpuNodes if gpu.enabled else 0,
+        gpus_per_node=gpu.count if gpu.enabled else 0,
+        gpu_drivers_preinstalled=e.gpuDriversPreinstalled,
+        gpu_toolkit_preinstalled=e.gpuToolkitPreinstalled,
+        gpu_node_selector=dict(e.gpuNodeSelector),
+        gpu_tolerations=(GPU_TAINT,) if e.gpuTaint else (),
+        default_storage_class=e.storageClass,
+        load_balancer=e.loadBalancer,
+        mig_supported=True,
+        gpu_sharing=gpu.sharing.mode if gpu.enabled else "none",
+        gpu_replicas=gpu.sharing.replicas,
+        mig_strategy=gpu.sharing.migStrategy,
+        mig_profile=gpu.sharing.migProfile,
+    )
+
+
+class ExistingCluster(pulumi.ComponentResource):
+    """A Kubernetes provider for a cluster reached through a kubeconfig file and context."""
+
+    def __init__(self, spec: PlatformSpec, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("cnai:modules:ExistingCluster", spec.stack, None, opts)
+        e = spec.existing
+        # The provider reads the file when it runs; the path (not its credentials) goes to state.
+        path = os.path.expanduser(e.kubeconfig)
+        self.kubeconfig = pulumi.Output.secret(path)
+        self.provider = k8s.Provider(
+            "existing", kubeconfig=self.kubeconfig, context=e.context or None,
+            enable_server_side_apply=True, opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.register_outputs({"kubeconfig": self.kubeconfig, "context": e.context})
+
+
+def create(spec: PlatformSpec) -> Cluster:
+    c = ExistingCluster(spec)
+    return Cluster(name=spec.existing.context or spec.stack, provider=c.provider, kubeconfig=c.kubeconfig,
+                   capabilities=capabilities(spec), outputs={"context": spec.existing.context})

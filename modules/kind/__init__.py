@@ -1,0 +1,133 @@
+"""kind cluster module: a local Kubernetes cluster in Docker, created and deleted through the kind CLI.
+
+The kind config is generated: pinned node image (by digest) for the stack's Kubernetes version,
+CPU workers from the profile, and with `cnai:gpu.enabled` one GPU worker with nvkind-style device
+passthrough (host `/dev/null` mounted at `/var/run/nvidia-container-devices/<index>`), labelled and
+tainted like a cloud GPU node, then set up inside by `gpu-node.sh`. `preflight.sh` checks the host.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_command as command
+import pulumi_kubernetes as k8s
+import yaml
+
+from modules.cluster import GPU_RESOURCE, GPU_TAINT, Capabilities, Cluster
+from modules.config import PlatformSpec
+from modules.profiles import PROFILES
+from modules.versions import VERSIONS
+
+HERE = Path(__file__).resolve().parent
+GPU_NODE_LABELS = {"nvidia.com/gpu.present": "true", "platform.cnai.dev/pool": "gpu"}
+
+
+def capabilities(spec: PlatformSpec) -> Capabilities:
+    gpu = spec.gpu
+    return Capabilities(
+        nodes=cpu_workers(spec) + (1 if gpu.enabled else 0),
+        gpu_nodes=1 if gpu.enabled else 0,
+        gpus_per_node=gpu.count if gpu.enabled else 0,
+        # The host driver is passed through and gpu-node.sh installs the toolkit in the node.
+        gpu_drivers_preinstalled=True,
+        gpu_toolkit_preinstalled=True,
+        gpu_node_selector={"nvidia.com/gpu.present": "true"},
+        gpu_tolerations=(GPU_TAINT,),
+        gpu_nodes_labelled=True,
+        default_storage_class="standard",
+        load_balancer=False,
+        mig_supported=False,
+        gpu_sharing=gpu.sharing.mode if gpu.enabled else "none",
+        gpu_replicas=gpu.sharing.replicas,
+    )
+
+
+def cpu_workers(spec: PlatformSpec) -> int:
+    return spec.kind.workers if spec.kind.workers is not None else PROFILES[spec.profile].kind_workers
+
+
+def node_image(spec: PlatformSpec) -> str:
+    return VERSIONS.kind_node_images[spec.kubernetesVersion]
+
+
+def worker_name(cluster: str, index: int) -> str:
+    """kind names workers <cluster>-worker, <cluster>-worker2, ... in config order (1-based)."""
+    return f"{cluster}-worker" + (str(index) if index > 1 else "")
+
+
+def kind_config(spec: PlatformSpec) -> dict[str, Any]:
+    image = node_image(spec)
+    nodes: list[dict[str, Any]] = [{"role": "control-plane", "image": image}]
+    nodes += [{"role": "worker", "image": image, "labels": {"platform.cnai.dev/pool": "cpu"}}
+              for _ in range(cpu_workers(spec))]
+    if spec.gpu.enabled:
+        taint = {"key": GPU_RESOURCE, "value": "present", "effect": GPU_TAINT["effect"]}
+        join = {"kind": "JoinConfiguration", "nodeRegistration": {"taints": [taint]}}
+        nodes.append({
+            "role": "worker", "image": image, "labels": dict(GPU_NODE_LABELS),
+            "extraMounts": [{"hostPath": "/dev/null", "containerPath": f"/var/run/nvidia-container-devices/{i}"}
+                            for i in range(spec.gpu.count)],
+            "kubeadmConfigPatches": [yaml.safe_dump(join, sort_keys=False)],
+        })
+    return {"kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha4", "name": spec.kind.clusterName, "nodes": nodes}
+
+
+class KindCluster(pulumi.ComponentResource):
+    """Creates the kind cluster (and GPU passthrough) and exposes a Kubernetes provider for it."""
+
+    def __init__(self, spec: PlatformSpec, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("cnai:modules:KindCluster", spec.kind.clusterName, None, opts)
+        name = spec.kind.clusterName
+        config = yaml.safe_dump(kind_config(spec), sort_keys=False)
+        env = {"KIND_VERSION": VERSIONS.tools["kind"], "GPU": str(spec.gpu.enabled).lower(),
+               "GPU_COUNT": str(spec.gpu.count)}
+        child = pulumi.ResourceOptions(parent=self)
+        kubeconfig_flag = f" --kubeconfig {spec.kind.kubeconfigPath}" if spec.kind.kubeconfigPath else ""
+        preflight = (HERE / "preflight.sh").read_text()
+        self.create = command.local.Command(
+            "kind-cluster",
+            create=f"{preflight}\nkind create cluster --name {name} --config - --wait 300s{kubeconfig_flag}",
+            delete=f"kind delete cluster --name {name}{kubeconfig_flag}",
+            stdin=config,
+            environment=env,
+            interpreter=["/bin/bash", "-c"],
+            # A changed node image, node list or mount means a new cluster.
+            triggers=[hashlib.sha256(config.encode()).hexdigest()],
+            opts=child,
+        )
+        self.kubeconfig_cmd = command.local.Command(
+            "kind-kubeconfig",
+            create=f"kind get kubeconfig --name {name}",
+            logging="stderr",
+            triggers=[self.create.id],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.create], additional_secret_outputs=["stdout"]),
+        )
+        self.gpu_setup: list[command.local.Command] = []
+        if spec.gpu.enabled:
+            node = worker_name(name, cpu_workers(spec) + 1)
+            self.gpu_setup.append(command.local.Command(
+                f"gpu-setup-{node}",
+                create=(HERE / "gpu-node.sh").read_text(),
+                environment={"NODE": node, "TOOLKIT_VERSION": VERSIONS.tools["nvidia-container-toolkit"],
+                             "DEVICES": " ".join(str(i) for i in range(spec.gpu.count))},
+                interpreter=["/bin/bash", "-c"],
+                triggers=[self.create.id],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.create]),
+            ))
+        self.kubeconfig = pulumi.Output.secret(self.kubeconfig_cmd.stdout)
+        self.provider = k8s.Provider(
+            "kind", kubeconfig=self.kubeconfig, enable_server_side_apply=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.register_outputs({"name": name, "kubeconfig": self.kubeconfig, "nodeImage": node_image(spec)})
+
+
+def create(spec: PlatformSpec) -> Cluster:
+    kind = KindCluster(spec)
+    return Cluster(name=spec.kind.clusterName, provider=kind.provider, kubeconfig=kind.kubeconfig,
+                   capabilities=capabilities(spec), ready=list(kind.gpu_setup),
+                   outputs={"nodeImage": node_image(spec), "kindContext": f"kind-{spec.kind.clusterName}"})

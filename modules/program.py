@@ -1,0 +1,75 @@
+"""The platform program: read the spec, create or adopt the cluster, deploy the enabled layers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+
+from addons import LAYERS
+from addons.base import Layer, LayerComponent, check_requirements, ordered
+from modules import existing, kind
+from modules.config import ConfigError, PlatformSpec, parse_spec, read_config, spec_model
+from modules.cluster import Capabilities
+from modules.versions import VERSIONS
+
+CLUSTERS = {"kind": kind, "existing": existing}
+SpecModel = spec_model({name: cls.Options for name, cls in LAYERS.items()})
+
+
+def load_spec(raw: dict[str, Any] | None = None, stack: str | None = None) -> PlatformSpec:
+    """Read and validate the stack config. The one place the program reads configuration."""
+    if raw is None:
+        from pulumi.runtime import config as rc
+
+        raw = {**rc.get_config_env(), **rc.CONFIG.get()}
+    spec = parse_spec(read_config(raw), SpecModel, stack or pulumi.get_stack())
+    validate(spec)
+    return spec
+
+
+def validate(spec: PlatformSpec) -> Capabilities:
+    """Cross-layer rules, checked before any resource exists."""
+    check_requirements(spec, LAYERS)
+    gpu = spec.gpu
+    if not gpu.enabled and gpu.sharing.mode != "none":
+        raise ConfigError(f"cnai:gpu.sharing.mode: {gpu.sharing.mode} needs cnai:gpu.enabled: true")
+    if spec.environment == "kind" and spec.kubernetesVersion not in VERSIONS.kind_node_images:
+        raise ConfigError(f"cnai:kubernetesVersion: no pinned kind node image for {spec.kubernetesVersion}")
+    if spec.environment == "existing" and gpu.enabled and spec.existing.gpuNodes == 0:
+        raise ConfigError("cnai:existing.gpuNodes: must be at least 1 when cnai:gpu.enabled is true")
+    caps = CLUSTERS[spec.environment].capabilities(spec)
+    for name in spec.enabled_layers():
+        LAYERS[name].validate(spec, caps)
+    return caps
+
+
+def layers(spec: PlatformSpec, caps: Capabilities) -> list[Layer]:
+    """The enabled layers, instantiated, in dependency order."""
+    return [LAYERS[name](spec, caps) for name in ordered(spec, LAYERS)]
+
+
+def build(spec: PlatformSpec | None = None) -> dict[str, Any]:
+    """Register every resource of the platform. Config errors surface before the first resource."""
+    spec = spec or load_spec()
+    caps = validate(spec)
+    planned = layers(spec, caps)  # instantiating checks every values builder before registration
+    for layer in planned:
+        layer.final_values()
+    cluster = CLUSTERS[spec.environment].create(spec)
+    deployed: dict[str, LayerComponent] = {}
+    for layer in planned:
+        requires = [deployed[r] for r in layer.requires]
+        after = [deployed[a] for a in layer.after if a in deployed]
+        deployed[layer.name] = LayerComponent(layer, cluster, requires, after)
+    outputs = {
+        "environment": spec.environment,
+        "cluster": cluster.name,
+        "kubeconfig": cluster.kubeconfig,
+        "layers": [layer.name for layer in planned],
+        **cluster.outputs,
+        **{f"layer:{name}": comp.outputs for name, comp in deployed.items()},
+    }
+    for key, value in outputs.items():
+        pulumi.export(key, value)
+    return outputs

@@ -1,0 +1,178 @@
+"""Run the real program for a stack under Pulumi's mock engine and record every registration.
+
+Shared by the offline plan (`tools/plan.py`) and the tests. No Pulumi CLI, cluster or cloud
+credentials are involved: `set_mocks` replaces the engine, and a recording monitor keeps each
+resource's type, name, parent, dependencies and resolved inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime import mocks, rpc, settings
+from pulumi.runtime.config import set_all_config
+
+from modules.versions import ROOT
+
+warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"pulumi\..*")
+
+PROJECT = "cnai"
+SECRET = "[secret]"
+_SECRET_SIG = (rpc._special_sig_key, rpc._special_secret_sig)
+FAKE_KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n"
+
+
+@dataclass
+class Registration:
+    type: str
+    name: str
+    urn: str
+    parent: str
+    custom: bool
+    depends_on: list[str]
+    inputs: dict[str, Any]
+
+
+@dataclass
+class Recording:
+    stack: str
+    registrations: list[Registration] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def by_type(self, type_: str) -> list[Registration]:
+        return [r for r in self.registrations if r.type == type_]
+
+    def get(self, type_: str, name: str) -> Registration:
+        found = [r for r in self.registrations if r.type == type_ and r.name == name]
+        if len(found) != 1:
+            raise KeyError(f"{len(found)} registrations of {type_} {name}")
+        return found[0]
+
+    def label(self, urn: str) -> str:
+        r = self._by_urn().get(urn)
+        return f"{r.type}::{r.name}" if r else urn
+
+    def _by_urn(self) -> dict[str, Registration]:
+        return {r.urn: r for r in self.registrations}
+
+    def ancestors(self, reg: Registration) -> list[Registration]:
+        idx, out, cur = self._by_urn(), [], reg
+        while cur.parent in idx:
+            cur = idx[cur.parent]
+            out.append(cur)
+        return out
+
+    def layer_of(self, reg: Registration) -> str | None:
+        for a in [reg, *self.ancestors(reg)]:
+            if a.type.startswith("cnai:addons:"):
+                return a.name
+        return None
+
+    def objects(self) -> list[dict[str, Any]]:
+        """Manifests of every Kubernetes object the program creates directly (not Helm releases)."""
+        out = []
+        for r in self.registrations:
+            if r.custom and r.type.startswith("kubernetes:") and "apiVersion" in r.inputs and "kind" in r.inputs \
+                    and not r.type.startswith("kubernetes:helm.sh/"):
+                out.append(r.inputs)
+        return out
+
+
+def normalize(value: Any, reveal: bool = False) -> Any:
+    """Plain JSON-able values: secrets masked (or revealed), integral floats back to ints."""
+    if isinstance(value, dict):
+        if value.get(_SECRET_SIG[0]) == _SECRET_SIG[1]:
+            return normalize(value.get("value"), reveal) if reveal else SECRET
+        return {k: normalize(v, reveal) for k, v in sorted(value.items())}
+    if isinstance(value, (list, tuple)):
+        return [normalize(v, reveal) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+class _Mocks(pulumi.runtime.Mocks):
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        outputs = dict(args.inputs)
+        if args.typ == "command:local:Command":
+            outputs["stdout"] = FAKE_KUBECONFIG if args.name.endswith("kubeconfig") else ""
+            outputs["stderr"] = ""
+        if args.typ == "kubernetes:helm.sh/v3:Release":
+            outputs["status"] = {"name": args.inputs.get("name"), "namespace": args.inputs.get("namespace"),
+                                 "status": "deployed", "version": args.inputs.get("version")}
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}
+
+
+class _Recorder(mocks.MockMonitor):
+    def __init__(self, recording: Recording):
+        super().__init__(_Mocks())
+        self.recording = recording
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            self.recording.registrations.append(Registration(
+                type=request.type, name=request.name, urn=response.urn, parent=request.parent,
+                custom=bool(request.custom), depends_on=sorted(set(request.dependencies)),
+                inputs=rpc.deserialize_properties(request.object),
+            ))
+        return response
+
+
+def stack_file(stack: str) -> Path:
+    return ROOT / "stacks" / f"Pulumi.{stack}.yaml"
+
+
+def stacks() -> list[str]:
+    return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in (ROOT / "stacks").glob("Pulumi.*.yaml"))
+
+
+def project_defaults() -> dict[str, Any]:
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    return {k: v["default"] for k, v in (project.get("config") or {}).items()
+            if isinstance(v, dict) and "default" in v}
+
+
+def stack_config(stack: str, overrides: dict[str, Any] | None = None) -> tuple[dict[str, str], list[str]]:
+    """The flat, CLI-style config map the engine would pass (Pulumi.yaml defaults, stack file, overrides)."""
+    path = stack_file(stack)
+    if not path.exists():
+        raise FileNotFoundError(f"no stack file {path.relative_to(ROOT)}")
+    data = yaml.safe_load(path.read_text()) or {}
+    merged = {**project_defaults(), **(data.get("config") or {}), **(overrides or {})}
+    flat: dict[str, str] = {}
+    secrets: list[str] = []
+    for key, value in merged.items():
+        key = key if ":" in key else f"{PROJECT}:{key}"
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            value, _ = "offline-plan-dummy-secret", secrets.append(key)
+        flat[key] = value if isinstance(value, str) else json.dumps(value)
+    return flat, secrets
+
+
+def run(stack: str, overrides: dict[str, Any] | None = None) -> Recording:
+    """Evaluate the program for `stack` under mocks. Raises ConfigError for bad config."""
+    from modules.program import build, load_spec
+
+    flat, secrets = stack_config(stack, overrides)
+    spec = load_spec(flat, stack)  # validation first: nothing is registered for a bad config
+    recording = Recording(stack=stack)
+    settings.reset_options()
+    set_all_config(flat, secrets)
+    pulumi.runtime.set_mocks(_Mocks(), PROJECT, stack, preview=False, monitor=_Recorder(recording))
+
+    def program():
+        recording.outputs = build(spec)
+
+    pulumi.runtime.test(program)()
+    recording.registrations.sort(key=lambda r: r.urn)
+    return recording
