@@ -17,6 +17,7 @@ from modules.cluster import GPU_RESOURCE, GPU_TAINT, Capabilities
 from modules.config import ConfigError, LayerOptions, PlatformSpec
 
 TIME_SLICING_CONFIG = "time-slicing-config"
+# Required affinity; Helm merges it with the charts' default control-plane *preference*, which it overrides.
 _NOT_CONTROL_PLANE = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
     {"matchExpressions": [{"key": "node-role.kubernetes.io/control-plane", "operator": "DoesNotExist"}]}]}}}
 
@@ -83,12 +84,7 @@ class GpuOperator(Layer):
             "daemonsets": {"tolerations": tolerations},
             "driver": {"enabled": not c.gpu_drivers_preinstalled, "resources": self._size("driver")},
             "toolkit": {"enabled": not c.gpu_toolkit_preinstalled, "resources": self._size("toolkit")},
-            "devicePlugin": {
-                "resources": self._size("device-plugin"),
-                # The ConfigMap is created by this layer (validated offline), not by the chart.
-                "config": {"create": False, "name": TIME_SLICING_CONFIG if sharing else "",
-                           "default": "any" if sharing else ""},
-            },
+            "devicePlugin": {"resources": self._size("device-plugin"), **self._sharing_config(sharing)},
             "gfd": {"resources": self._size("gfd")},
             "validator": {"resources": self._size("validator")},
             "mig": {"strategy": c.mig_strategy if mig else "single"},
@@ -103,6 +99,11 @@ class GpuOperator(Layer):
                 "worker": self._nfd_worker(tolerations),
             },
         }
+
+    @staticmethod
+    def _sharing_config(sharing: bool) -> dict[str, Any]:
+        # The ConfigMap is created by this layer (validated offline), not by the chart.
+        return {"config": {"create": False, "name": TIME_SLICING_CONFIG, "default": "any"}} if sharing else {}
 
     def _nfd_worker(self, tolerations: list[dict[str, str]]) -> dict[str, Any]:
         # Never on control-plane nodes. Where GPU nodes are labelled up front (kind, cloud node

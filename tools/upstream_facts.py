@@ -33,10 +33,16 @@ _STRUCTURAL = {
 }
 
 
+# Values that charts pass through to a Kubernetes field (toYaml): any valid sub-key is the user's.
+_K8S_PASSTHROUGH = {"affinity", "nodeSelector", "tolerations", "resources", "securityContext",
+                    "podSecurityContext", "containerSecurityContext", "annotations", "labels",
+                    "podAnnotations", "podLabels"}
+
+
 def _values_paths(node: Any, prefix: str, out: dict[str, str]) -> None:
     if isinstance(node, dict):
         if prefix:
-            out[prefix] = "map" if node else "free"
+            out[prefix] = "map" if node and prefix.rsplit(".", 1)[-1] not in _K8S_PASSTHROUGH else "free"
         for key, value in node.items():
             _values_paths(value, f"{prefix}.{key}" if prefix else str(key), out)
     elif prefix:

@@ -1,0 +1,60 @@
+# CNAI platform. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STACK ?= kind
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv test plan bench up destroy smoke facts check-facts clean
+
+help:
+	@echo "make test                 create .venv, install, run the offline test suite"
+	@echo "make plan STACK=kind      offline plan of stacks/Pulumi.STACK.yaml (no cluster, no CLI)"
+	@echo "make bench                requested CPU/memory, deploy waves and plan cost per stack"
+	@echo "make up STACK=kind        real deploy with the Pulumi CLI (checks pulumi/kind/docker first)"
+	@echo "make smoke STACK=kind     smoke tests against the deployed cluster"
+	@echo "make destroy STACK=kind   tear the stack down"
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest tests --ignore=tests/smoke -q
+
+plan: $(STAMP)
+	$(PY) -m tools.plan $(STACK)
+
+bench: $(STAMP)
+	$(PY) -m tools.bench
+
+facts: $(STAMP)
+	$(PY) -m tools.upstream_facts $(if $(UPSTREAM),--upstream $(UPSTREAM)) $(SUBCHARTS)
+
+check-facts: $(STAMP)
+	$(PY) -m tools.upstream_facts --check $(if $(UPSTREAM),--upstream $(UPSTREAM))
+
+up: $(STAMP)
+	@$(PY) -m tools.plan $(STACK) >/dev/null || { echo "stack config $(STACK) is invalid (see above)"; exit 2; }
+	@command -v pulumi >/dev/null || { echo "pulumi CLI not found: install $$($(PY) -c 'from modules.versions import VERSIONS; print(VERSIONS.tools["pulumi"])') from https://www.pulumi.com/docs/install/"; exit 1; }
+	@if grep -q 'environment: kind' stacks/Pulumi.$(STACK).yaml; then \
+	  command -v docker >/dev/null || { echo "docker not found: kind needs Docker (https://docs.docker.com/engine/install/)"; exit 1; }; \
+	  docker info >/dev/null 2>&1 || { echo "docker daemon not reachable: start Docker"; exit 1; }; \
+	  command -v kind >/dev/null || { echo "kind not found: install kind $$($(PY) -c 'from modules.versions import VERSIONS; print(VERSIONS.tools["kind"])') (https://kind.sigs.k8s.io/docs/user/quick-start/#installation)"; exit 1; }; \
+	fi
+	pulumi stack select --create $(STACK)
+	pulumi up --stack $(STACK)
+
+destroy:
+	pulumi destroy --stack $(STACK)
+
+smoke: $(STAMP)
+	SMOKE_STACK=$(STACK) $(PY) -m pytest tests/smoke -v -rs
+
+clean:
+	rm -rf $(VENV) .pytest_cache

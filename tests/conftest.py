@@ -1,0 +1,40 @@
+"""Shared fixtures: the program evaluated per stack under the mock engine (cached per session)."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import pytest
+
+from tools.harness import Recording, run, stacks
+
+UPSTREAM = Path(__file__).parent / "upstream"
+STACKS = stacks()
+
+
+@functools.lru_cache(maxsize=None)
+def _cached(stack: str, overrides_json: str) -> Recording:
+    return run(stack, json.loads(overrides_json) or None)
+
+
+def evaluate(stack: str, overrides: dict | None = None) -> Recording:
+    """The recording of `stack` with optional `cnai:` config overrides (whole top-level keys)."""
+    return _cached(stack, json.dumps(overrides or {}, sort_keys=True))
+
+
+@pytest.fixture(params=STACKS)
+def stack(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def recording(stack) -> Recording:
+    return evaluate(stack)
+
+
+def values_of(rec: Recording, release: str) -> dict:
+    from tools.harness import normalize
+
+    return normalize(rec.get("kubernetes:helm.sh/v3:Release", release).inputs["values"], reveal=True)

@@ -1,0 +1,82 @@
+"""Every object the program creates directly is valid: built-in kinds against the Kubernetes OpenAPI
+schema of the stack's version (kubernetes-validate, strict), custom resources against the upstream CRD
+schema of the pinned release (tests/upstream/crds, unknown fields rejected as the API server would prune them)."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+
+import jsonschema
+import kubernetes_validate
+import pytest
+
+from modules.program import load_spec
+from tests.conftest import UPSTREAM, evaluate
+from tools.harness import normalize, stack_config, stacks
+
+
+@lru_cache(maxsize=None)
+def crd_schema(api_version: str, kind: str) -> dict | None:
+    group, _, version = api_version.rpartition("/")
+    path = UPSTREAM / "crds" / group / f"{kind}.{version}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def strict(schema):
+    """Structural schema -> JSON schema that rejects unknown fields and honours int-or-string."""
+    if isinstance(schema, list):
+        return [strict(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: strict(v) if k in ("items", "additionalProperties", "anyOf", "oneOf", "allOf") else v
+           for k, v in schema.items() if k != "properties"}
+    if "properties" in schema:
+        out["properties"] = {k: strict(v) for k, v in schema["properties"].items()}
+        if "additionalProperties" not in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
+            out["additionalProperties"] = False
+    if schema.get("x-kubernetes-int-or-string"):
+        out.pop("type", None)
+        out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+    return out
+
+
+def objects():
+    for stack in stacks():
+        version = load_spec(stack_config(stack)[0], stack).kubernetesVersion
+        for obj in evaluate(stack).objects():
+            obj = normalize(obj, reveal=True)
+            yield pytest.param(version, obj, id=f"{stack}:{obj['kind']}/{obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}")
+
+
+@pytest.mark.parametrize("k8s_version,obj", list(objects()))
+def test_object_is_valid(k8s_version, obj):
+    doc = crd_schema(obj["apiVersion"], obj["kind"])
+    if doc is None:
+        kubernetes_validate.validate(obj, k8s_version, strict=True)
+        return
+    assert doc["storage"], f"{obj['apiVersion']} {obj['kind']} is not the CRD's storage version"
+    assert not doc["deprecated"], f"{obj['apiVersion']} {obj['kind']} is deprecated upstream"
+    body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
+    schema = strict(doc["schema"])
+    schema.setdefault("properties", {})
+    for k in ("apiVersion", "kind", "metadata", "status"):
+        schema["properties"].pop(k, None)
+    jsonschema.validate(body, schema, cls=jsonschema.Draft7Validator)
+
+
+def test_validation_catches_an_unknown_crd_field():
+    cq = next(o for o in evaluate("kind").objects() if o["kind"] == "ClusterQueue")
+    bad = normalize(cq, reveal=True)
+    bad["spec"]["cohort"] = "old-v1beta1-name"
+    doc = crd_schema(bad["apiVersion"], "ClusterQueue")
+    with pytest.raises(jsonschema.ValidationError, match="cohort"):
+        jsonschema.validate({"spec": bad["spec"]}, strict(doc["schema"]))
+
+
+def test_validation_catches_a_bad_builtin_field():
+    ns = next(o for o in evaluate("kind").objects() if o["kind"] == "NetworkPolicy")
+    bad = normalize(ns, reveal=True)
+    bad["spec"]["podSelectors"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, "1.36", strict=True)
