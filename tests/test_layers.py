@@ -1,0 +1,172 @@
+"""Layers on the mock graph: parents, dependencies, values per capability, namespaces."""
+
+from __future__ import annotations
+
+import yaml
+
+from tests.conftest import evaluate, values_of
+from tools.harness import normalize
+
+RELEASE = "kubernetes:helm.sh/v3:Release"
+NS = "kubernetes:core/v1:Namespace"
+
+
+def deps(rec, reg):
+    return {rec.label(d) for d in reg.depends_on}
+
+
+def test_every_layer_resource_is_parented_by_its_component(recording):
+    for reg in recording.registrations:
+        if reg.type.startswith("kubernetes:") and reg.type != "pulumi:providers:kubernetes":
+            assert recording.layer_of(reg), f"{reg.type} {reg.name} has no layer component parent"
+    components = {r.name: r.type for r in recording.registrations if r.type.startswith("cnai:addons:")}
+    assert components == {"cert-manager": "cnai:addons:CertManager", "gpu-operator": "cnai:addons:GpuOperator",
+                          "kueue": "cnai:addons:Kueue", "teams": "cnai:addons:Teams"}
+
+
+def test_independent_layers_do_not_wait_for_each_other(recording):
+    rec = recording
+    for name in ("cert-manager", "gpu-operator", "kueue"):
+        release = rec.get(RELEASE, name)
+        others = {r for r in deps(rec, release) if rec.layer_of(next(x for x in rec.registrations if f"{x.type}::{x.name}" == r)) != name}
+        cluster_ready = {r for r in others if r.startswith("command:")}
+        assert others == cluster_ready, f"{name} release waits for another layer: {others - cluster_ready}"
+
+
+def test_kueue_objects_wait_for_their_crds_and_team_namespaces(recording):
+    rec = recording
+    cq = rec.get("kubernetes:kueue.x-k8s.io/v1beta2:ClusterQueue", "clusterqueue-platform")
+    assert f"{RELEASE}::kueue" in deps(rec, cq)
+    for lq in rec.by_type("kubernetes:kueue.x-k8s.io/v1beta2:LocalQueue"):
+        ns = lq.inputs["metadata"]["namespace"]
+        assert {f"{RELEASE}::kueue", f"{NS}::namespace-{ns}"} <= deps(rec, lq)
+
+
+def test_every_team_gets_a_local_queue_and_isolation(recording):
+    rec = recording
+    objects = rec.objects()
+    teams = [o["metadata"]["name"] for o in objects if o["kind"] == "Namespace" and o["metadata"]["name"].startswith("team-")]
+    assert teams
+    for ns in teams:
+        kinds = sorted((o["kind"], o["metadata"]["name"]) for o in objects if o["metadata"].get("namespace") == ns)
+        for needed in [("LimitRange", "container-defaults"), ("LocalQueue", "default"), ("NetworkPolicy", "allow-dns"),
+                       ("NetworkPolicy", "allow-platform"), ("NetworkPolicy", "default-deny"),
+                       ("ResourceQuota", "team-quota"), ("RoleBinding", "team-edit")]:
+            assert needed in kinds, f"{ns} lacks {needed}"
+        deny = next(o for o in objects if o["metadata"].get("namespace") == ns and o["metadata"]["name"] == "default-deny")
+        assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+
+
+def test_platform_namespaces_carry_pod_security_and_platform_label(recording):
+    for o in recording.objects():
+        if o["kind"] != "Namespace":
+            continue
+        labels = o["metadata"]["labels"]
+        name = o["metadata"]["name"]
+        expected = {"gpu-operator": "privileged", "cert-manager": "restricted", "kueue-system": "restricted"}
+        level = expected.get(name, "baseline")
+        assert labels["pod-security.kubernetes.io/enforce"] == level, name
+        if not name.startswith("team-"):
+            assert "platform.cnai.dev/part-of" in labels
+
+
+def test_gpu_operator_on_kind_keeps_the_passed_through_driver_and_toolkit():
+    v = values_of(evaluate("kind-gpu"), "gpu-operator")
+    assert v["driver"]["enabled"] is False and v["toolkit"]["enabled"] is False
+    # NFD only on the labelled GPU worker: every kind node sees the host PCI bus.
+    assert v["node-feature-discovery"]["worker"]["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert v["devicePlugin"]["config"] == {"create": False, "name": "time-slicing-config", "default": "any"}
+    assert v["migManager"]["enabled"] is False
+
+
+def test_time_slicing_config_map_is_created_before_the_release():
+    rec = evaluate("kind-gpu")
+    cm = rec.get("kubernetes:core/v1:ConfigMap", "configmap-gpu-operator-time-slicing-config")
+    config = yaml.safe_load(cm.inputs["data"]["any"])
+    assert config["sharing"]["timeSlicing"]["resources"] == [{"name": "nvidia.com/gpu", "replicas": 4}]
+    assert config["version"] == "v1"
+    assert "kubernetes:core/v1:ConfigMap::configmap-gpu-operator-time-slicing-config" in deps(rec, rec.get(RELEASE, "gpu-operator"))
+
+
+def test_gpu_operator_on_existing_follows_its_capabilities():
+    v = values_of(evaluate("existing"), "gpu-operator")
+    assert v["driver"]["enabled"] is False  # gpuDriversPreinstalled: true
+    assert v["toolkit"]["enabled"] is True  # gpuToolkitPreinstalled: false
+    assert v["mig"]["strategy"] == "single"
+    assert v["migManager"] == {"enabled": True, "config": {"default": "all-1g.10gb"}, "resources": v["migManager"]["resources"]}
+    assert "nodeSelector" not in v["node-feature-discovery"]["worker"]  # discovery runs on every node
+    assert "config" not in v["devicePlugin"]
+
+
+def test_gpu_operator_excludes_control_plane_and_never_waits_on_gpu_less_nodes():
+    for stack in ("kind", "kind-gpu", "existing"):
+        v = values_of(evaluate(stack), "gpu-operator")
+        for part in (v["operator"], v["node-feature-discovery"]["master"], v["node-feature-discovery"]["gc"]):
+            assert part["tolerations"] == []
+            term = part["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
+            assert term["matchExpressions"] == [{"key": "node-role.kubernetes.io/control-plane", "operator": "DoesNotExist"}]
+        worker_tolerations = v["node-feature-discovery"]["worker"]["tolerations"]
+        assert all(t["key"] != "node-role.kubernetes.io/control-plane" for t in worker_tolerations)
+        release = evaluate(stack).get(RELEASE, "gpu-operator").inputs
+        assert not release.get("waitForJobs")
+
+
+def test_gpu_operator_driver_install_gets_a_longer_timeout():
+    rec = evaluate("existing", {"cnai:existing": {"gpuNodes": 1, "gpuDriversPreinstalled": False}})
+    assert values_of(rec, "gpu-operator")["driver"]["enabled"] is True
+    assert rec.get(RELEASE, "gpu-operator").inputs["timeout"] >= 1200
+
+
+def test_kueue_flavors_and_quotas_follow_gpu_capabilities():
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in evaluate("kind-gpu").objects()}
+    gpu = objects[("ResourceFlavor", "gpu")]["spec"]
+    assert gpu["nodeLabels"] == {"nvidia.com/gpu.present": "true"}
+    assert gpu["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    groups = objects[("ClusterQueue", "platform")]["spec"]["resourceGroups"]
+    assert groups[1]["flavors"][0]["resources"] == [{"name": "nvidia.com/gpu", "nominalQuota": "4"}]  # 1 GPU x 4 slices
+    assert objects[("ClusterQueue", "platform")]["spec"]["cohortName"] == "cnai"
+
+    cpu_only = {(o["kind"], o["metadata"]["name"]) for o in evaluate("kind").objects()}
+    assert ("ResourceFlavor", "gpu") not in cpu_only
+
+    existing = {(o["kind"], o["metadata"]["name"]): o for o in evaluate("existing").objects()}
+    eg = existing[("ResourceFlavor", "gpu")]["spec"]["nodeLabels"]
+    assert eg["nvidia.com/gpu.product"] == "NVIDIA-A100-SXM4-80GB"
+    quota = existing[("ClusterQueue", "platform")]["spec"]["resourceGroups"]
+    assert quota[0]["flavors"][0]["resources"][0] == {"name": "cpu", "nominalQuota": "96"}
+    assert quota[1]["flavors"][0]["resources"] == [{"name": "nvidia.com/gpu", "nominalQuota": "112"}]  # 2x8 GPUs x 7 MIG
+
+
+def test_kueue_image_and_requests_are_pinned_and_explicit():
+    for stack, cpu in (("kind", "100m"), ("existing", "500m")):
+        v = values_of(evaluate(stack), "kueue")["controllerManager"]
+        assert v["manager"]["image"] == {"repository": "registry.k8s.io/kueue/kueue", "tag": "v0.19.2", "pullPolicy": "IfNotPresent"}
+        assert v["manager"]["resources"]["requests"]["cpu"] == cpu
+
+
+def test_profile_sets_replicas_and_requests():
+    laptop, prod = values_of(evaluate("kind"), "cert-manager"), values_of(evaluate("existing"), "cert-manager")
+    assert laptop["replicaCount"] == 1 and prod["replicaCount"] == 2
+    assert prod["podDisruptionBudget"] == {"enabled": True, "minAvailable": 1}
+    assert laptop["crds"] == {"enabled": True, "keep": True}
+    for v in (laptop, prod):
+        for part in (v, v["webhook"], v["cainjector"]):
+            assert set(part["resources"]["requests"]) == {"cpu", "memory"}
+
+
+def test_values_overrides_from_config_are_merged_last():
+    rec = evaluate("kind", {"cnai:layers": {"cert-manager": {"values": {"webhook": {"timeoutSeconds": 20}}}}})
+    v = values_of(rec, "cert-manager")
+    assert v["webhook"]["timeoutSeconds"] == 20 and v["webhook"]["replicaCount"] == 1
+
+
+def test_disabling_a_layer_removes_it_and_its_per_team_objects():
+    rec = evaluate("kind", {"cnai:layers": {"kueue": {"enabled": False}, "gpu-operator": {"enabled": False}}})
+    assert {r.name for r in rec.registrations if r.type.startswith("cnai:addons:")} == {"cert-manager", "teams"}
+    assert not [o for o in rec.objects() if o["apiVersion"].startswith("kueue.x-k8s.io")]
+
+
+def test_no_plaintext_secret_in_stack_outputs_or_provider():
+    rec = evaluate("kind")
+    provider = rec.get("pulumi:providers:kubernetes", "kind")
+    assert normalize(provider.inputs)["kubeconfig"] == "[secret]"

@@ -1,0 +1,59 @@
+"""The whole program per stack through the offline plan: documented JSON, determinism, waves, footprint."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tools.harness import ROOT, stacks
+from tools.plan import plan, text
+
+
+@pytest.mark.parametrize("stack", stacks())
+def test_plan_json_has_the_documented_shape(stack):
+    doc = plan(stack)
+    assert doc["stack"] == stack
+    assert [l["name"] for l in doc["layers"]] == ["cert-manager", "gpu-operator", "teams", "kueue"]
+    assert all({"name", "requires"} <= set(l) for l in doc["layers"])
+    for r in doc["resources"]:
+        assert set(r) == {"type", "name", "parent", "depends_on", "inputs"}
+    assert {h["name"] for h in doc["helm_releases"]} == {"cert-manager", "gpu-operator", "kueue"}
+    for h in doc["helm_releases"]:
+        assert {"name", "namespace", "chart", "repo", "version", "values"} <= set(h)
+    assert all({"apiVersion", "kind", "metadata"} <= set(o) for o in doc["objects"])
+    json.dumps(doc)  # one JSON document
+
+
+def test_plan_is_deterministic_across_processes():
+    outs = [subprocess.run([sys.executable, "-m", "tools.plan", "kind-gpu", "--json"], cwd=ROOT, check=True,
+                           capture_output=True, text=True).stdout for _ in range(2)]
+    assert outs[0] == outs[1]
+
+
+def test_secrets_are_masked_in_the_plan():
+    doc = json.dumps(plan("kind"))
+    assert "[secret]" in doc
+    assert "apiVersion: v1\\nkind: Config" not in doc  # the kubeconfig never appears
+
+
+def test_waves_are_minimal():
+    # cert-manager, gpu-operator, kueue's chart and teams start together; only per-team queues wait.
+    assert plan("kind")["waves"] == 2
+
+
+def test_laptop_footprint_is_explicit_and_small():
+    doc = plan("kind-gpu")
+    total = doc["requests"]["total"]
+    assert 0 < total["cpu_millicores"] <= 1000 and 0 < total["memory_mib"] <= 2048
+    for layer in ("cert-manager", "gpu-operator", "kueue"):
+        assert doc["requests"]["layers"][layer]["pods"], layer
+
+
+def test_text_plan_lists_layers_sources_and_objects():
+    out = text(plan("kind"))
+    assert "gpu-operator   https://helm.ngc.nvidia.com/nvidia/gpu-operator v26.7.0" in out
+    assert "kueue.x-k8s.io/v1beta2         ClusterQueue           platform" in out
+    assert "Requested by the profile:" in out and "deploy waves: 2" in out
