@@ -19,7 +19,6 @@ from modules.config import ConfigError, PlatformSpec
 from modules.k8s import MANAGED_BY, PLATFORM_LABEL, TEAM_LABEL, namespace, pod_security
 
 _PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"]
-_RESERVED = {"default", "kube-system", "kube-public", "kube-node-lease"}
 
 
 class Teams(Layer):
@@ -34,8 +33,6 @@ class Teams(Layer):
             if team.name in seen:
                 raise ConfigError(f"cnai:teams[{i}].name: team {team.name!r} is declared twice; names must be unique")
             seen.add(team.name)
-            if team.namespace in _RESERVED:
-                raise ConfigError(f"cnai:teams[{i}].name: {team.name!r} gives a reserved namespace")
             if team.quota.gpu and not spec.gpu.enabled:
                 raise ConfigError(f"cnai:teams[{i}].quota.gpu: {team.quota.gpu} GPU(s) requested but "
                                   "cnai:gpu.enabled is false; set the GPU quota to 0 or enable GPUs")

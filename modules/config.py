@@ -121,7 +121,7 @@ class Team(Strict):
 
 class KindCluster(Strict):
     clusterName: str = Field("cnai", pattern=_DNS_LABEL.pattern)
-    workers: int | None = Field(None, ge=0, le=8, description="CPU workers (default: the profile's)")
+    workers: int | None = Field(None, ge=1, le=8, description="CPU workers (default: the profile's)")
     kubeconfigPath: str = Field("", description="where kind writes the kubeconfig (default: kind's)")
 
 

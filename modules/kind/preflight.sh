@@ -4,7 +4,7 @@ set -euo pipefail
 fail() { echo "cnai kind preflight: $*" >&2; exit 1; }
 command -v docker >/dev/null || fail "docker is not installed (https://docs.docker.com/engine/install/)"
 docker info >/dev/null 2>&1 || fail "the docker daemon is not reachable; start it and check your user can run 'docker info'"
-command -v kind >/dev/null || fail "kind is not installed; run 'make tools' (pinned kind ${KIND_VERSION})"
+command -v kind >/dev/null || fail "kind is not installed; install kind ${KIND_VERSION} (https://kind.sigs.k8s.io/docs/user/quick-start/#installation)"
 have=$(kind version | awk '{print $2}')
 [ "$have" = "${KIND_VERSION}" ] || echo "cnai kind preflight: warning: kind ${have} found, the platform pins ${KIND_VERSION}" >&2
 instances=$(sysctl -n fs.inotify.max_user_instances 2>/dev/null || echo 0)
