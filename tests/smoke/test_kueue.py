@@ -193,7 +193,7 @@ def test_job_over_quota_stays_pending(platform, kueue, team_namespace, jobs):
         for kind in ("Admitted", "QuotaReserved"):
             c = cond.get(kind)
             assert not c or c["status"] != "True", (
-                f"Job {ns}/{name} requesting {cpu} CPU (queues' total CPU quota {total}) got {kind}: {c.get('message')}")
+                f"Job {ns}/{name} requesting {cpu} CPU (queues' total CPU quota {total}) got {kind}: {c}")
         j = platform.batch.read_namespaced_job(name, ns, _request_timeout=30)
         assert j.spec.suspend is not False, f"Job {ns}/{name} beyond quota was unsuspended"
         qr = cond.get("QuotaReserved") or {}

@@ -23,6 +23,18 @@ def teams(platform):
     return layer, list(platform.spec.teams)
 
 
+def _read(read, kind: str, name: str, namespace: str):
+    """read(name, namespace) with a 404 turned into a plain assertion failure."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return read(name, namespace, _request_timeout=30)
+    except ApiException as exc:
+        if exc.status == 404:
+            pytest.fail(f"{kind} {namespace}/{name} is missing", pytrace=False)
+        raise
+
+
 def _expected(layer, team, kind: str, name: str) -> dict:
     return next(m for m in layer.team_objects(team) if m["kind"] == kind and m["metadata"]["name"] == name)
 
@@ -58,7 +70,7 @@ def test_team_namespaces(platform, teams):
 def test_resource_quota(platform, teams):
     layer, members = teams
     for team in members:
-        rq = platform.core.read_namespaced_resource_quota("team-quota", team.namespace, _request_timeout=30)
+        rq = _read(platform.core.read_namespaced_resource_quota, "ResourceQuota", "team-quota", team.namespace)
         want = _expected(layer, team, "ResourceQuota", "team-quota")["spec"]["hard"]
         diff = _same_quantities(want, rq.spec.hard or {})
         assert not diff, f"{team.namespace}/team-quota hard limits differ (expected, actual): {diff}"
@@ -67,7 +79,7 @@ def test_resource_quota(platform, teams):
 def test_limit_range(platform, teams):
     layer, members = teams
     for team in members:
-        lr = platform.core.read_namespaced_limit_range("container-defaults", team.namespace, _request_timeout=30)
+        lr = _read(platform.core.read_namespaced_limit_range, "LimitRange", "container-defaults", team.namespace)
         want = _expected(layer, team, "LimitRange", "container-defaults")["spec"]["limits"][0]
         got = next((limit for limit in lr.spec.limits if limit.type == "Container"), None)
         assert got is not None, f"{team.namespace}/container-defaults has no Container limits"
@@ -79,7 +91,7 @@ def test_limit_range(platform, teams):
 def test_default_deny(platform, teams):
     _, members = teams
     for team in members:
-        np = platform.networking.read_namespaced_network_policy("default-deny", team.namespace, _request_timeout=30)
+        np = _read(platform.networking.read_namespaced_network_policy, "NetworkPolicy", "default-deny", team.namespace)
         selector = np.spec.pod_selector
         assert not (selector.match_labels or selector.match_expressions), (
             f"{team.namespace}/default-deny must select every pod (podSelector: {{}}), has {selector}")
@@ -91,7 +103,7 @@ def test_default_deny(platform, teams):
 def test_role_binding(platform, teams):
     _, members = teams
     for team in members:
-        rb = platform.rbac.read_namespaced_role_binding("team-edit", team.namespace, _request_timeout=30)
+        rb = _read(platform.rbac.read_namespaced_role_binding, "RoleBinding", "team-edit", team.namespace)
         assert (rb.role_ref.kind, rb.role_ref.name) == ("ClusterRole", "edit"), (
             f"{team.namespace}/team-edit binds {rb.role_ref.kind} {rb.role_ref.name}, expected ClusterRole edit")
         groups = [s.name for s in rb.subjects or [] if s.kind == "Group"]

@@ -1,0 +1,1 @@
+"""Smoke tests against a real, deployed cluster (docs/testing.md); skipped without one."""
