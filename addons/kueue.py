@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import Field
 
 from addons.base import KubeObject, Layer, Workload, resources
-from modules.config import ConfigError, LayerOptions, PlatformSpec, Quantity, Strict, quantity
+from modules.config import ConfigError, DnsLabel, LayerOptions, PlatformSpec, Quantity, Strict, quantity
 from modules.cluster import Capabilities
 from modules.k8s import MANAGED_BY, TEAM_LABEL
 from modules.versions import VERSIONS
@@ -28,14 +28,14 @@ _SIZES = {"laptop": ("100m", "192Mi", "512Mi"), "production": ("500m", "512Mi", 
 
 
 class PriorityClass(Strict):
-    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    name: DnsLabel
     value: int = Field(ge=-1_000_000_000, le=1_000_000_000)
     description: str = ""
 
 
 class KueueOptions(LayerOptions):
-    clusterQueue: str = Field("platform", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-    cohort: str = Field("cnai", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    clusterQueue: DnsLabel = "platform"
+    cohort: DnsLabel = "cnai"
     cpu: Quantity | None = Field(None, description="ClusterQueue CPU quota (default: the profile's)")
     memory: Quantity | None = Field(None, description="ClusterQueue memory quota (default: the profile's)")
     priorityClasses: tuple[PriorityClass, ...] = Field((

@@ -60,6 +60,7 @@ def _check_quantity(v: str) -> str:
 
 
 Quantity = Annotated[str, BeforeValidator(_check_quantity)]
+DnsLabel = Annotated[str, Field(pattern=_DNS_LABEL.pattern)]
 
 
 class Strict(BaseModel):
@@ -120,7 +121,7 @@ class Team(Strict):
 
 
 class KindCluster(Strict):
-    clusterName: str = Field("cnai", pattern=_DNS_LABEL.pattern)
+    clusterName: DnsLabel = "cnai"
     workers: int | None = Field(None, ge=1, le=8, description="CPU workers (default: the profile's)")
     kubeconfigPath: str = Field("", description="where kind writes the kubeconfig (default: kind's)")
 

@@ -75,10 +75,3 @@ def cpu(value: str) -> Decimal:
 def mib(value: str) -> Decimal:
     return quantity(value) / (1 << 20)
 
-
-def fmt_cpu(cores: Decimal) -> str:
-    return f"{int(cores * 1000)}m"
-
-
-def fmt_mem(mebibytes: Decimal) -> str:
-    return f"{int(mebibytes)}Mi"

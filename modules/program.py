@@ -28,7 +28,7 @@ def load_spec(raw: dict[str, Any] | None = None, stack: str | None = None) -> Pl
     return spec
 
 
-def validate(spec: PlatformSpec) -> Capabilities:
+def validate(spec: PlatformSpec) -> None:
     """Cross-layer rules, checked before any resource exists."""
     check_requirements(spec, LAYERS)
     gpu = spec.gpu
@@ -41,20 +41,19 @@ def validate(spec: PlatformSpec) -> Capabilities:
     caps = CLUSTERS[spec.environment].capabilities(spec)
     for name in spec.enabled_layers():
         LAYERS[name].validate(spec, caps)
-    return caps
 
 
-def layers(spec: PlatformSpec, caps: Capabilities) -> list[Layer]:
-    """The enabled layers, instantiated, in dependency order."""
-    return [LAYERS[name](spec, caps) for name in ordered(spec, LAYERS)]
+def resolve(spec: PlatformSpec) -> tuple[Capabilities, list[Layer]]:
+    """The cluster's capabilities and the enabled layers, instantiated in dependency order."""
+    caps = CLUSTERS[spec.environment].capabilities(spec)
+    return caps, [LAYERS[name](spec, caps) for name in ordered(spec, LAYERS)]
 
 
 def build(spec: PlatformSpec | None = None) -> dict[str, Any]:
-    """Register every resource of the platform. Config errors surface before the first resource."""
+    """Register every resource of the platform for a spec from `load_spec` (already validated)."""
     spec = spec or load_spec()
-    caps = validate(spec)
-    planned = layers(spec, caps)  # instantiating checks every values builder before registration
-    for layer in planned:
+    _, planned = resolve(spec)
+    for layer in planned:  # every values builder runs before the first resource is registered
         layer.final_values()
     cluster = CLUSTERS[spec.environment].create(spec)
     deployed: dict[str, LayerComponent] = {}

@@ -42,6 +42,7 @@ class Registration:
 @dataclass
 class Recording:
     stack: str
+    spec: Any = None  # the validated PlatformSpec the program ran with
     registrations: list[Registration] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
 
@@ -165,7 +166,7 @@ def run(stack: str, overrides: dict[str, Any] | None = None) -> Recording:
 
     flat, secrets = stack_config(stack, overrides)
     spec = load_spec(flat, stack)  # validation first: nothing is registered for a bad config
-    recording = Recording(stack=stack)
+    recording = Recording(stack=stack, spec=spec)
     settings.reset_options()
     set_all_config(flat, secrets)
     pulumi.runtime.set_mocks(_Mocks(), PROJECT, stack, preview=False, monitor=_Recorder(recording))

@@ -39,12 +39,11 @@ def plan(stack: str) -> dict[str, Any]:
     from addons import LAYERS
     from addons.base import waves
     from modules import program
-    from tools.harness import normalize, run, stack_config
+    from tools.harness import normalize, run
 
     rec = run(stack)
-    spec = program.load_spec(stack_config(stack)[0], stack)
-    caps = program.validate(spec)
-    layers = program.layers(spec, caps)
+    spec = rec.spec
+    caps, layers = program.resolve(spec)
     urn_label = rec.label
     resources = [{
         "type": r.type, "name": r.name,

@@ -2,7 +2,7 @@
 
 Expectations come from the stack file, exactly as the program reads it: `SMOKE_STACK` (default
 `kind`) selects `stacks/Pulumi.<stack>.yaml`, the spec is resolved with `load_spec` and the enabled
-layers with `layers(spec, validate(spec))`. The cluster is reached through the kubeconfig
+layers with `resolve(spec)`. The cluster is reached through the kubeconfig
 (`KUBECONFIG`, else the stack's own kubeconfig path) and a context: `SMOKE_CONTEXT`, else the
 stack's (`kind-<clusterName>` for kind, `cnai:existing.context`), else the current context.
 
@@ -27,6 +27,12 @@ if str(ROOT) not in sys.path:  # `pytest tests/smoke` (not `python -m pytest`) d
     sys.path.insert(0, str(ROOT))
 
 DOCS = "see docs/testing.md"
+
+
+def _client():
+    from kubernetes import client
+
+    return client
 DEFAULT_TIMEOUT = 600.0  # seconds to wait for pods, releases and devices (SMOKE_TIMEOUT overrides)
 SMOKE_LABEL = {"app.kubernetes.io/part-of": "cnai-smoke"}  # on every object the smoke tests create
 BUSYBOX = "registry.k8s.io/e2e-test-images/busybox:1.36.1-1"
@@ -64,35 +70,13 @@ class Platform:
         return list(self.spec.teams) if self.layer("teams") else []
 
     # -- clients ---------------------------------------------------------------------------------
-    @property
-    def core(self):
-        from kubernetes import client
-        return client.CoreV1Api(self.api)
-
-    @property
-    def batch(self):
-        from kubernetes import client
-        return client.BatchV1Api(self.api)
-
-    @property
-    def custom(self):
-        from kubernetes import client
-        return client.CustomObjectsApi(self.api)
-
-    @property
-    def rbac(self):
-        from kubernetes import client
-        return client.RbacAuthorizationV1Api(self.api)
-
-    @property
-    def networking(self):
-        from kubernetes import client
-        return client.NetworkingV1Api(self.api)
-
-    @property
-    def authz(self):
-        from kubernetes import client
-        return client.AuthorizationV1Api(self.api)
+    # Typed API clients, built on demand from the session's ApiClient.
+    core = property(lambda self: _client().CoreV1Api(self.api))
+    batch = property(lambda self: _client().BatchV1Api(self.api))
+    custom = property(lambda self: _client().CustomObjectsApi(self.api))
+    rbac = property(lambda self: _client().RbacAuthorizationV1Api(self.api))
+    networking = property(lambda self: _client().NetworkingV1Api(self.api))
+    authz = property(lambda self: _client().AuthorizationV1Api(self.api))
 
     @property
     def dynamic(self):
@@ -153,12 +137,12 @@ class Platform:
 
 
 def _load_stack(stack: str):
-    from modules.program import layers, load_spec, validate
+    from modules.program import load_spec, resolve
     from tools.harness import stack_config
 
     spec = load_spec(stack_config(stack)[0], stack)
-    caps = validate(spec)
-    return spec, caps, layers(spec, caps)
+    caps, layers = resolve(spec)
+    return spec, caps, layers
 
 
 def _kubeconfig(spec) -> str | None:
