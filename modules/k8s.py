@@ -18,12 +18,16 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-
 _TYPED = {
     ("v1", "Namespace"): k8s.core.v1.Namespace,
     ("v1", "ConfigMap"): k8s.core.v1.ConfigMap,
+    ("v1", "Secret"): k8s.core.v1.Secret,
+    ("v1", "ServiceAccount"): k8s.core.v1.ServiceAccount,
+    ("batch/v1", "Job"): k8s.batch.v1.Job,
     ("v1", "ResourceQuota"): k8s.core.v1.ResourceQuota,
     ("v1", "LimitRange"): k8s.core.v1.LimitRange,
     ("networking.k8s.io/v1", "NetworkPolicy"): k8s.networking.v1.NetworkPolicy,
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): k8s.rbac.v1.RoleBinding,
 }
-_SNAKE = {"roleRef": "role_ref"}
+_SNAKE = {"roleRef": "role_ref", "stringData": "string_data", "automountServiceAccountToken":
+          "automount_service_account_token", "imagePullSecrets": "image_pull_secrets"}
 
 
 class CustomObject(pulumi.CustomResource):

@@ -41,26 +41,31 @@ def validate(spec: PlatformSpec) -> None:
     caps = CLUSTERS[spec.environment].capabilities(spec)
     for name in spec.enabled_layers():
         LAYERS[name].validate(spec, caps)
+    for layer in resolve(spec)[1]:  # every values builder runs (and may refuse) before any resource exists
+        layer.final_releases()
 
 
 def resolve(spec: PlatformSpec) -> tuple[Capabilities, list[Layer]]:
     """The cluster's capabilities and the enabled layers, instantiated in dependency order."""
     caps = CLUSTERS[spec.environment].capabilities(spec)
-    return caps, [LAYERS[name](spec, caps) for name in ordered(spec, LAYERS)]
+    layers = [LAYERS[name](spec, caps) for name in ordered(spec, LAYERS)]
+    peers = {layer.name: layer for layer in layers}
+    for layer in layers:
+        layer.peers = peers
+    return caps, layers
 
 
 def build(spec: PlatformSpec | None = None) -> dict[str, Any]:
     """Register every resource of the platform for a spec from `load_spec` (already validated)."""
     spec = spec or load_spec()
     _, planned = resolve(spec)
-    for layer in planned:  # every values builder runs before the first resource is registered
-        layer.final_values()
     cluster = CLUSTERS[spec.environment].create(spec)
     deployed: dict[str, LayerComponent] = {}
+    generated: dict[tuple[str, str], pulumi.Output[str]] = {}  # credentials, filled as layers deploy
     for layer in planned:
         requires = [deployed[r] for r in layer.requires]
         after = [deployed[a] for a in layer.after if a in deployed]
-        deployed[layer.name] = LayerComponent(layer, cluster, requires, after)
+        deployed[layer.name] = LayerComponent(layer, cluster, requires, after, generated)
     outputs = {
         "environment": spec.environment,
         "cluster": cluster.name,

@@ -33,8 +33,20 @@ class ChartSource:
 
 
 @dataclass(frozen=True)
+class ManifestSource:
+    """A pinned upstream install manifest (for components that publish no Helm chart)."""
+
+    key: str
+    url: str
+    version: str
+    source: str
+    crd_groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Versions:
     charts: dict[str, ChartSource]
+    manifests: dict[str, ManifestSource]
     images: dict[str, str]
     tools: dict[str, str]
     kind_node_images: dict[str, str]
@@ -43,6 +55,9 @@ class Versions:
 
     def chart(self, key: str) -> ChartSource:
         return self.charts[key]
+
+    def manifest(self, key: str) -> ManifestSource:
+        return self.manifests[key]
 
 
 def load(path: Path = ROOT / "versions.yaml") -> Versions:
@@ -53,8 +68,14 @@ def load(path: Path = ROOT / "versions.yaml") -> Versions:
                          crd_groups=tuple(c.get("crd_groups") or ()))
         for key, c in data["charts"].items()
     }
+    manifests = {
+        key: ManifestSource(key=key, url=m["url"].format(version=m["version"]), version=str(m["version"]),
+                            source=m["source"], crd_groups=tuple(m.get("crd_groups") or ()))
+        for key, m in (data.get("manifests") or {}).items()
+    }
     return Versions(
         charts=charts,
+        manifests=manifests,
         images=dict(data.get("images") or {}),
         tools={k: str(v) for k, v in data["tools"].items()},
         kind_node_images={str(k): v for k, v in (data["kind"]["node_images"] or {}).items()},

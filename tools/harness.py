@@ -98,12 +98,19 @@ def normalize(value: Any, reveal: bool = False) -> Any:
     return value
 
 
+def mock_password(name: str) -> str:
+    return f"mockpw{name.replace('-', '')}"
+
+
 class _Mocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         outputs = dict(args.inputs)
         if args.typ == "command:local:Command":
             outputs["stdout"] = FAKE_KUBECONFIG if args.name.endswith("kubeconfig") else ""
             outputs["stderr"] = ""
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            # A recognisable value, so tests can prove it never appears outside a secret.
+            outputs["result"] = mock_password(args.name)
         if args.typ == "kubernetes:helm.sh/v3:Release":
             outputs["status"] = {"name": args.inputs.get("name"), "namespace": args.inputs.get("namespace"),
                                  "status": "deployed", "version": args.inputs.get("version")}

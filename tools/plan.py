@@ -39,6 +39,7 @@ def plan(stack: str) -> dict[str, Any]:
     from addons import LAYERS
     from addons.base import waves
     from modules import program
+    from modules.versions import VERSIONS
     from tools.harness import normalize, run
 
     rec = run(stack)
@@ -66,8 +67,10 @@ def plan(stack: str) -> dict[str, Any]:
             "name": layer.name, "requires": list(layer.requires),
             "after": [a for a in layer.after if a in spec.enabled_layers()],
             "namespace": layer.namespace,
-            "source": None if not layer.source else {
-                "repo": layer.source.repo, "chart": layer.source.chart, "version": layer.source.version},
+            "sources": [{"release": r.name, "repo": r.source.repo, "chart": r.source.chart,
+                         "version": r.source.version} for r in layer.releases()]
+            + [{"manifest": key, "url": VERSIONS.manifest(key).url, "version": VERSIONS.manifest(key).version}
+               for key in layer.manifests],
         } for layer in layers],
         "waves": waves(spec, LAYERS),
         "requests": footprint(layers),
@@ -84,8 +87,8 @@ def text(doc: dict[str, Any]) -> str:
              f"profile {doc['profile']}", "", "Layers (dependency order):"]
     req = doc["requests"]["layers"]
     for layer in doc["layers"]:
-        src = layer["source"]
-        source = f"{src['repo']}/{src['chart']} {src['version']}" if src else "platform objects (no chart)"
+        source = ", ".join(f"{s['repo']}/{s['chart']} {s['version']}" if "chart" in s else f"{s['url']}"
+                           for s in layer["sources"]) or "platform objects (no chart)"
         deps = ", ".join(layer["requires"] + layer["after"]) or "-"
         r = req[layer["name"]]
         lines.append(f"  {layer['name']:<14} {source:<58} after: {deps:<12} "

@@ -131,7 +131,7 @@ def test_layer_pods_ready(platform, name):
 
     def check():
         pods = platform.core.list_namespaced_pod(ns, _request_timeout=30).items
-        if not pods and layer.source is not None:
+        if not pods and (layer.releases() or layer.manifests):
             return False, "no pods yet"
         bad = {p.metadata.name: s for p in pods if (s := _pod_state(platform, p))}
         return not bad, f"{len(pods)} pods; not ready: {bad or 'none'}"
@@ -150,31 +150,32 @@ def _release_payload(secret) -> dict:
 
 @pytest.mark.parametrize("name", LAYER_NAMES)
 def test_layer_release_deployed(platform, name):
+    """Each Helm release of the layer is deployed, from the chart and version versions.yaml pins."""
     layer = _enabled_layer(platform, name)
-    if layer.source is None:
+    if not layer.releases():
         pytest.skip(f"layer {name} deploys no Helm chart")
     ns = layer.namespace
+    for rel in layer.releases():
+        def check(rel=rel):
+            secrets = platform.core.list_namespaced_secret(
+                ns, label_selector=f"owner=helm,name={rel.name}", _request_timeout=30).items
+            if not secrets:
+                return False, f"no Helm release secret (owner=helm, name={rel.name}) in {ns}"
+            latest = max(secrets, key=lambda s: int((s.metadata.labels or {}).get("version", "0")))
+            status = (latest.metadata.labels or {}).get("status")
+            return status == "deployed", f"release {rel.name} revision {latest.metadata.labels.get('version')}: {status}"
 
-    def check():
+        platform.wait_until(check, f"Helm release {rel.name} in {ns} deployed", timeout=min(platform.timeout, 300))
         secrets = platform.core.list_namespaced_secret(
-            ns, label_selector=f"owner=helm,name={layer.name}", _request_timeout=30).items
-        if not secrets:
-            return False, f"no Helm release secret (owner=helm, name={layer.name}) in {ns}"
-        latest = max(secrets, key=lambda s: int((s.metadata.labels or {}).get("version", "0")))
-        status = (latest.metadata.labels or {}).get("status")
-        return status == "deployed", f"release {layer.name} revision {latest.metadata.labels.get('version')}: {status}"
-
-    platform.wait_until(check, f"Helm release {layer.name} in {ns} deployed", timeout=min(platform.timeout, 300))
-    secrets = platform.core.list_namespaced_secret(
-        ns, label_selector=f"owner=helm,name={layer.name},status=deployed", _request_timeout=30).items
-    try:
-        release = _release_payload(secrets[0])
-    except Exception as exc:  # noqa: BLE001 - an unreadable payload is not this test's concern
-        pytest.skip(f"release {layer.name} is deployed; its payload could not be decoded ({exc})")
-    meta = release.get("chart", {}).get("metadata", {})
-    assert meta.get("name") == layer.source.chart, f"release {layer.name} deploys chart {meta.get('name')}"
-    assert str(meta.get("version", "")).lstrip("v") == layer.source.version.lstrip("v"), (
-        f"release {layer.name} runs chart version {meta.get('version')}, versions.yaml pins {layer.source.version}")
+            ns, label_selector=f"owner=helm,name={rel.name},status=deployed", _request_timeout=30).items
+        try:
+            release = _release_payload(secrets[0])
+        except Exception as exc:  # noqa: BLE001 - an unreadable payload is not this test's concern
+            pytest.skip(f"release {rel.name} is deployed; its payload could not be decoded ({exc})")
+        meta = release.get("chart", {}).get("metadata", {})
+        assert meta.get("name") == rel.source.chart, f"release {rel.name} deploys chart {meta.get('name')}"
+        assert str(meta.get("version", "")).lstrip("v") == rel.source.version.lstrip("v"), (
+            f"release {rel.name} runs chart version {meta.get('version')}, versions.yaml pins {rel.source.version}")
 
 
 @pytest.mark.parametrize("name", LAYER_NAMES)
