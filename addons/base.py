@@ -20,6 +20,7 @@ A layer declares
 from __future__ import annotations
 
 import copy
+import string
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -45,7 +46,8 @@ class Generated:
 
 @dataclass(frozen=True)
 class Template:
-    """A string built from generated credentials: `fmt` with `{key}` fields, `refs` key -> Generated."""
+    """A string built from generated credentials: `fmt` with `${key}` fields (string.Template, so JSON and
+    YAML braces need no escaping), `refs` key -> Generated."""
 
     fmt: str
     refs: tuple[tuple[str, Generated], ...]
@@ -73,7 +75,7 @@ def placeholders(value: Any) -> Any:
     if isinstance(value, Generated):
         return f"<generated:{value.layer}/{value.name}>"
     if isinstance(value, Template):
-        return value.fmt.format(**{k: placeholders(g) for k, g in value.refs})
+        return string.Template(value.fmt).substitute({k: placeholders(g) for k, g in value.refs})
     if isinstance(value, dict):
         return {k: placeholders(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -87,7 +89,7 @@ def _resolve(value: Any, generated: dict[tuple[str, str], pulumi.Output[str]]) -
         return pulumi.Output.secret(generated[(value.layer, value.name)])
     if isinstance(value, Template):
         parts = {k: generated[(g.layer, g.name)] for k, g in value.refs}
-        return pulumi.Output.secret(pulumi.Output.all(**parts).apply(lambda d, f=value.fmt: f.format(**d)))
+        return pulumi.Output.secret(pulumi.Output.all(**parts).apply(lambda d, f=value.fmt: string.Template(f).substitute(d)))
     if isinstance(value, dict):
         return {k: _resolve(v, generated) for k, v in value.items()}
     if isinstance(value, list):
@@ -126,6 +128,8 @@ class KubeObject:
     needs_chart: bool = False
     needs_after: bool = False
     before_chart: bool = False
+    protect: bool = False  # stateful: `pulumi destroy` refuses until unprotected
+    wait_for: tuple[str, ...] = ()  # names of other objects of this layer created first (e.g. a seeding Job)
 
 
 def resources(cpu: str, memory: str, memory_limit: str | None = None) -> dict[str, Any]:
@@ -252,14 +256,19 @@ class LayerComponent(pulumi.ComponentResource):
             pw = random.RandomPassword(f"{layer.name}-{cred}", length=32, special=False, opts=child)
             generated[(layer.name, cred)] = pw.result
 
+        by_name: dict[str, pulumi.Resource] = {}
+
         def register(o: KubeObject, deps: list[pulumi.Resource]) -> pulumi.Resource:
             ns = o.manifest["metadata"].get("namespace")
             if ns in created:
                 deps = deps + [created[ns]]
+            deps = deps + [by_name[n] for n in o.wait_for]
             manifest = _resolve(o.manifest, generated)
-            res = kube.apply(manifest, pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=deps)))
+            res = kube.apply(manifest, pulumi.ResourceOptions.merge(
+                child, pulumi.ResourceOptions(depends_on=deps, protect=o.protect)))
             if o.manifest["kind"] == "Namespace":
                 created[o.manifest["metadata"]["name"]] = res
+            by_name[o.manifest["metadata"]["name"]] = res
             return res
 
         first = list(cluster.ready) + list(requires)

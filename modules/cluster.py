@@ -20,6 +20,18 @@ _MIG_SLICES = {1: 7, 2: 3, 3: 2, 4: 1, 7: 1}
 
 
 @dataclass(frozen=True)
+class CloudStorage:
+    """Buckets a cloud cluster module created, and how workloads reach them without static keys."""
+
+    kind: str  # "s3" | "gcs"
+    region: str
+    buckets: dict[str, str]  # platform bucket (mlflow, models, feast, ...) -> cloud bucket name
+    # layer name -> ServiceAccount annotations binding its workloads to a cloud identity scoped to
+    # its buckets (eks.amazonaws.com/role-arn, iam.gke.io/gcp-service-account)
+    identities: dict[str, dict[str, str]]
+
+
+@dataclass(frozen=True)
 class Capabilities:
     """What a cluster provides, as far as the layers need to know."""
 
@@ -38,6 +50,7 @@ class Capabilities:
     gpu_replicas: int = 1  # time-slicing replicas per GPU
     mig_strategy: str = "single"
     mig_profile: str = ""
+    cloud_storage: CloudStorage | None = None  # None: the object-store layer runs a store in the cluster
 
     @property
     def gpus(self) -> int:

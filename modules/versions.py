@@ -21,6 +21,7 @@ class ChartSource:
     source: str
     subcharts: tuple[tuple[str, str], ...] = ()
     crd_groups: tuple[str, ...] = ()
+    template_keys: tuple[tuple[str, str], ...] = ()  # keys templates read that values.yaml only comments
 
     @property
     def oci(self) -> bool:
@@ -65,7 +66,8 @@ def load(path: Path = ROOT / "versions.yaml") -> Versions:
     charts = {
         key: ChartSource(key=key, repo=c["repo"], chart=c["chart"], version=str(c["version"]),
                          source=c["source"], subcharts=tuple(sorted((c.get("subcharts") or {}).items())),
-                         crd_groups=tuple(c.get("crd_groups") or ()))
+                         crd_groups=tuple(c.get("crd_groups") or ()),
+                         template_keys=tuple(sorted((c.get("template_keys") or {}).items())))
         for key, c in data["charts"].items()
     }
     manifests = {

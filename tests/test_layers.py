@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import yaml
 
+from addons import LAYERS
 from tests.conftest import evaluate, values_of
 from tools.harness import normalize
 
@@ -20,8 +21,8 @@ def test_every_layer_resource_is_parented_by_its_component(recording):
         if reg.type.startswith("kubernetes:") and reg.type != "pulumi:providers:kubernetes":
             assert recording.layer_of(reg), f"{reg.type} {reg.name} has no layer component parent"
     components = {r.name: r.type for r in recording.registrations if r.type.startswith("cnai:addons:")}
-    assert components == {"cert-manager": "cnai:addons:CertManager", "gpu-operator": "cnai:addons:GpuOperator",
-                          "kueue": "cnai:addons:Kueue", "teams": "cnai:addons:Teams"}
+    assert components == {name: f"cnai:addons:{LAYERS[name].component}" for name in recording.spec.enabled_layers()}
+    assert {"cert-manager", "kueue", "teams", "object-store", "postgres", "mlflow"} <= set(components)
 
 
 def test_independent_layers_do_not_wait_for_each_other(recording):
@@ -59,16 +60,24 @@ def test_every_team_gets_a_local_queue_and_isolation(recording):
 
 
 def test_platform_namespaces_carry_pod_security_and_platform_label(recording):
+    from modules.program import resolve
+
+    declared = {layer.namespace: layer for layer in resolve(recording.spec)[1] if layer.namespace}
     for o in recording.objects():
         if o["kind"] != "Namespace":
             continue
         labels = o["metadata"]["labels"]
         name = o["metadata"]["name"]
-        expected = {"gpu-operator": "privileged", "cert-manager": "restricted", "kueue-system": "restricted"}
-        level = expected.get(name, "baseline")
-        assert labels["pod-security.kubernetes.io/enforce"] == level, name
-        if not name.startswith("team-"):
-            assert "platform.cnai.dev/part-of" in labels
+        if name.startswith("team-"):
+            assert labels["pod-security.kubernetes.io/enforce"] == "baseline", name
+            continue
+        layer = declared[name]
+        assert labels["pod-security.kubernetes.io/enforce"] == layer.pod_security, name
+        assert labels["platform.cnai.dev/part-of"] == layer.name
+        # Anything below restricted is a documented exception.
+        assert layer.pod_security == "restricted" or layer.pod_security_reason, name
+    assert declared["gpu-operator"].pod_security == "privileged"
+    assert declared["mlflow"].pod_security == declared["postgres"].pod_security == "restricted"
 
 
 def test_gpu_operator_on_kind_keeps_the_passed_through_driver_and_toolkit():
@@ -162,7 +171,9 @@ def test_values_overrides_from_config_are_merged_last():
 
 
 def test_disabling_a_layer_removes_it_and_its_per_team_objects():
-    rec = evaluate("kind", {"cnai:layers": {"kueue": {"enabled": False}, "gpu-operator": {"enabled": False}}})
+    off = {"enabled": False}
+    rec = evaluate("kind", {"cnai:layers": {"kueue": off, "gpu-operator": off, "mlflow": off, "postgres": off,
+                                            "object-store": off}})
     assert {r.name for r in rec.registrations if r.type.startswith("cnai:addons:")} == {"cert-manager", "teams"}
     assert not [o for o in rec.objects() if o["apiVersion"].startswith("kueue.x-k8s.io")]
 

@@ -116,15 +116,17 @@ def build(upstream: Path, extra_subcharts: dict[str, dict[str, Path]],
             raise SystemExit(f"{chart_dir}: no upstream copy of {key} {src.version}")
         facts = {"chart": src.chart, "version": src.version, "source": src.source,
                  "subcharts": dict(src.subcharts), **chart_facts(chart_dir, extra_subcharts.get(key, {}))}
+        facts["keys"] = dict(sorted({**facts["keys"], **dict(src.template_keys)}.items()))
         missing = set(dict(src.subcharts)) - set(extra_subcharts.get(key, {}))
         if missing and require_subcharts:
             raise SystemExit(f"{key}: pass --subchart {key}/{sorted(missing)[0]}=DIR (values of the pinned subchart)")
         files[FACTS / "values" / f"{key}.json"] = json.dumps(facts, indent=1, sort_keys=True) + "\n"
     index = json.loads((upstream / "crds" / "index.json").read_text())["groups"]
-    for key, src in sorted(VERSIONS.charts.items()):
+    sources = sorted([*VERSIONS.charts.items(), *VERSIONS.manifests.items()])
+    for key, src in sources:
         for group in src.crd_groups:
             for kind, crd in sorted(index[group].items()):
-                if crd["tag"].lstrip("v") != src.version.lstrip("v"):
+                if not crd["tag"].endswith(src.version.lstrip("v")):
                     raise SystemExit(f"{group}/{kind}: CRD copy is from {crd['tag']}, chart pinned at {src.version}")
                 for version, meta in sorted(crd["versions"].items()):
                     if not meta.get("served"):

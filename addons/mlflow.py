@@ -1,0 +1,124 @@
+"""mlflow: the experiment tracking server and model registry (community-charts `mlflow` chart).
+
+Backend store: the platform's PostgreSQL (database `mlflow`, migrations run by the chart's init
+container on every upgrade). Artifacts: the `mlflow` bucket, proxied through the server
+(`--serve-artifacts`), so clients only need the tracking URI; on kind/existing the server holds
+generated S3 keys, on the clouds it uses its workload identity. The Flask secret key is generated
+here: the chart's hook that would create it does not rerun, and its pod cannot start without it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from addons.base import Generated, KubeObject, Layer, Workload, resources
+from modules.config import LayerOptions
+from modules.k8s import MANAGED_BY
+
+RELEASE = "mlflow"
+DB_SECRET = "mlflow-db"
+S3_SECRET = "mlflow-s3"
+FLASK_SECRET = f"{RELEASE}-flask-server-secret-key"  # the name the chart's deployment reads
+PORT = 80
+
+_SIZES = {"laptop": ("100m", "512Mi", "1536Mi"), "production": ("500m", "1Gi", "4Gi")}
+
+
+class MlflowOptions(LayerOptions):
+    allowedHosts: tuple[str, ...] = Field((), strict=False, description="extra Host headers the server accepts (ingress hosts)")
+    auth: bool = Field(False, description="MLflow basic auth (admin password generated, in output `adminPassword`)")
+
+
+class Mlflow(Layer):
+    name = "mlflow"
+    component = "Mlflow"
+    description = "MLflow tracking server and model registry on PostgreSQL, artifacts in the object store."
+    chart = "mlflow"
+    requires = ("postgres", "object-store")
+    databases = ("mlflow",)
+    buckets = {"mlflow": "rw"}
+    Options = MlflowOptions
+    default_namespace = "mlflow"
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"http://{RELEASE}.{self.namespace}.svc.cluster.local:{PORT}"
+
+    def credentials(self) -> list[str]:
+        return ["flask-secret-key"] + (["admin-password"] if self.options.auth else [])
+
+    def _store(self):
+        return self.peer("object-store").access(self.name)
+
+    def values(self) -> dict[str, Any]:
+        pg = self.peer("postgres")
+        store = self._store()
+        ns = self.namespace
+        # MLflow 3 rejects Host headers it does not know; list the service names clients use.
+        hosts = [RELEASE, f"{RELEASE}.{ns}", f"{RELEASE}.{ns}.svc", f"{RELEASE}.{ns}.svc.cluster.local",
+                 "localhost", "127.0.0.1"]
+        allowed = sorted({h2 for h in hosts for h2 in (h, f"{h}:*")} | set(self.options.allowedHosts))
+        values: dict[str, Any] = {
+            "replicaCount": self.profile.replicas,
+            "resources": resources(*_SIZES[self.profile.name]),
+            "backendStore": {
+                "databaseMigration": True,
+                "databaseConnectionCheck": True,
+                "postgres": {"enabled": True, "host": pg.host, "port": pg.port, "database": "mlflow"},
+                "existingDatabaseSecret": {"name": DB_SECRET, "usernameKey": "username", "passwordKey": "password"},
+            },
+            "artifactRoot": {"proxiedArtifactStorage": True},
+            "serverAllowedHosts": allowed,
+            # restricted Pod Security needs a seccomp profile, which the chart does not set.
+            "podSecurityContext": {"fsGroup": 1001, "fsGroupChangePolicy": "OnRootMismatch",
+                                   "seccompProfile": {"type": "RuntimeDefault"}},
+            "serviceAccount": {"create": True, "annotations": dict(store.annotations)},
+        }
+        if store.kind == "gcs":
+            values["artifactRoot"]["gcs"] = {"enabled": True, "bucket": store.buckets["mlflow"], "path": ""}
+        else:
+            s3: dict[str, Any] = {"enabled": True, "bucket": store.buckets["mlflow"], "path": ""}
+            if store.static_keys:
+                s3["existingSecret"] = {"name": S3_SECRET, "keyOfAccessKeyId": "AWS_ACCESS_KEY_ID",
+                                        "keyOfSecretAccessKey": "AWS_SECRET_ACCESS_KEY"}
+            values["artifactRoot"]["s3"] = s3
+            env = {"AWS_DEFAULT_REGION": store.region}
+            if store.endpoint:
+                env["MLFLOW_S3_ENDPOINT_URL"] = store.endpoint
+            values["extraEnvVars"] = env
+        if self.options.auth:
+            values["auth"] = {"enabled": True, "existingAdminSecret": {
+                "name": "mlflow-admin", "usernameKey": "username", "passwordKey": "password"},
+                "sqliteFullPath": "/tmp/"}
+        return values
+
+    def workloads(self) -> list[Workload]:
+        cpu, mem, _ = _SIZES[self.profile.name]
+        return [Workload("mlflow", cpu, mem, self.profile.replicas)]
+
+    def objects(self) -> list[KubeObject]:
+        ns = self.namespace
+        pg = self.peer("postgres")
+        store = self._store()
+
+        def secret(name: str, data: dict[str, Any], type_: str = "Opaque") -> KubeObject:
+            return KubeObject({"apiVersion": "v1", "kind": "Secret", "type": type_,
+                               "metadata": {"name": name, "namespace": ns, "labels": dict(MANAGED_BY)},
+                               "stringData": data}, before_chart=True)
+
+        out = [
+            secret(DB_SECRET, {"username": "mlflow", "password": pg.password("mlflow")}, "kubernetes.io/basic-auth"),
+            secret(FLASK_SECRET, {"MLFLOW_FLASK_SERVER_SECRET_KEY": Generated(self.name, "flask-secret-key")}),
+        ]
+        if store.static_keys:
+            out.append(secret(S3_SECRET, {"AWS_ACCESS_KEY_ID": store.access_key,
+                                          "AWS_SECRET_ACCESS_KEY": store.secret_key}))
+        if self.options.auth:
+            out.append(secret("mlflow-admin", {"username": "admin", "password": Generated(self.name, "admin-password")},
+                              "kubernetes.io/basic-auth"))
+        return out
+
+    def outputs(self) -> dict[str, Any]:
+        return {"trackingUri": self.tracking_uri}

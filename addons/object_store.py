@@ -1,0 +1,213 @@
+"""object-store: the platform's S3-compatible buckets and who may use them.
+
+On clusters without cloud storage (kind, existing) the layer runs SeaweedFS (Apache-2.0, images on
+Docker Hub and GHCR, actively released) from its upstream chart: one all-in-one pod on the laptop
+profile, separate master/volume/filer/S3 pods on production. MinIO is not used: its community
+edition is source-only and unmaintained since 2025-12 (docs/layers/object-store.md).
+
+Buckets are what the enabled layers declare (`Layer.buckets`), created by the chart's post-install
+Job. Every consuming layer gets its own generated S3 identity, allowed only on its buckets.
+
+On cloud clusters (`Capabilities.cloud_storage`) nothing is installed: the cluster module created the
+buckets, and each layer reaches them through its workload identity, never static keys.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import Field
+
+from addons.base import Generated, KubeObject, Layer, Release, Template, Workload, resources
+from modules.config import ConfigError, LayerOptions, PlatformSpec, Quantity
+from modules.cluster import Capabilities
+from modules.k8s import MANAGED_BY
+
+RELEASE = "object-store"
+CONFIG_SECRET = "object-store-s3-config"  # SeaweedFS identities (key seaweedfs_s3_config)
+S3_PORT = 8333
+REGION = "us-east-1"  # SeaweedFS ignores the region; S3 clients need one
+UID = 1000  # the `seaweed` user of the upstream image
+
+# (cpu, memory, memory limit) per pod
+_SIZES = {
+    "laptop": {"all-in-one": ("100m", "256Mi", "1Gi")},
+    "production": {"master": ("100m", "256Mi", "512Mi"), "volume": ("250m", "512Mi", "2Gi"),
+                   "filer": ("250m", "512Mi", "2Gi"), "s3": ("250m", "256Mi", "1Gi")},
+}
+_ACTIONS = {"rw": ("Read", "Write", "List", "Tagging"), "ro": ("Read", "List")}
+
+
+class ObjectStoreOptions(LayerOptions):
+    size: Quantity | None = Field(None, description="data volume size (default: 10Gi laptop, 100Gi per volume server production)")
+    storageClass: str = Field("", description="StorageClass of the data volumes (default: the cluster's default class)")
+
+
+@dataclass(frozen=True)
+class Access:
+    """How one layer reaches its buckets: endpoint, bucket names and either keys or a workload identity."""
+
+    kind: str  # "s3" (SeaweedFS or AWS S3) | "gcs"
+    region: str
+    buckets: dict[str, str]  # platform bucket -> actual bucket name
+    endpoint: str | None = None  # S3 API URL when not AWS itself
+    access_key: str | None = None  # access key id (an identifier, not a secret)
+    secret_key: Generated | None = None
+    annotations: dict[str, str] = field(default_factory=dict)  # ServiceAccount annotations (IRSA / WI)
+
+    @property
+    def scheme(self) -> str:
+        return "gs" if self.kind == "gcs" else "s3"
+
+    def url(self, bucket: str, path: str = "") -> str:
+        return f"{self.scheme}://{self.buckets[bucket]}" + (f"/{path}" if path else "")
+
+    @property
+    def host(self) -> str | None:
+        """The endpoint as host:port (KServe's s3-endpoint annotation, DuckDB)."""
+        return self.endpoint.split("://", 1)[1] if self.endpoint else None
+
+    @property
+    def static_keys(self) -> bool:
+        return self.secret_key is not None
+
+    def env(self) -> dict[str, Any]:
+        """AWS SDK environment for this identity (values may be Generated)."""
+        if self.kind != "s3":
+            return {}
+        env: dict[str, Any] = {"AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region}
+        if self.endpoint:
+            env["AWS_ENDPOINT_URL"] = self.endpoint
+        if self.secret_key is not None:
+            env["AWS_ACCESS_KEY_ID"] = self.access_key
+            env["AWS_SECRET_ACCESS_KEY"] = self.secret_key
+        return env
+
+
+class ObjectStore(Layer):
+    name = "object-store"
+    component = "ObjectStore"
+    description = "S3-compatible buckets for artifacts, models and features, one identity per consuming layer."
+    Options = ObjectStoreOptions
+    default_namespace = "object-store"
+    chart = "seaweedfs"
+
+    @classmethod
+    def validate(cls, spec: PlatformSpec, caps: Capabilities) -> None:
+        opts = spec.layer(cls.name)
+        if caps.cloud_storage and (opts.size or opts.storageClass):
+            raise ConfigError("cnai:layers.object-store.size: this cluster's buckets are cloud buckets; "
+                              "size and storageClass apply only to the in-cluster store")
+
+    # -- what other layers read ------------------------------------------------------------------
+    @property
+    def in_cluster(self) -> bool:
+        return self.caps.cloud_storage is None
+
+    def consumers(self) -> dict[str, dict[str, str]]:
+        """Enabled layers that use buckets -> {bucket: access}."""
+        return {name: dict(layer.buckets) for name, layer in sorted(self.peers.items()) if layer.buckets}
+
+    def bucket_names(self) -> list[str]:
+        return sorted({b for buckets in self.consumers().values() for b in buckets})
+
+    @property
+    def endpoint(self) -> str:
+        svc = f"{RELEASE}-seaweedfs-all-in-one" if self.profile.name == "laptop" else f"{RELEASE}-seaweedfs-s3"
+        return f"http://{svc}.{self.namespace}.svc.cluster.local:{S3_PORT}"
+
+    def access(self, layer: str) -> Access:
+        wanted = self.peers[layer].buckets
+        cloud = self.caps.cloud_storage
+        if cloud:
+            return Access(kind=cloud.kind, region=cloud.region,
+                          buckets={b: cloud.buckets[b] for b in wanted},
+                          annotations=dict(cloud.identities.get(layer, {})))
+        return Access(kind="s3", region=REGION, buckets={b: b for b in wanted}, endpoint=self.endpoint,
+                      access_key=f"cnai-{layer}", secret_key=Generated(self.name, f"{layer}-secret-key"))
+
+    # -- deployment ------------------------------------------------------------------------------
+    def credentials(self) -> list[str]:
+        return [f"{layer}-secret-key" for layer in self.consumers()] if self.in_cluster else []
+
+    def releases(self) -> list[Release]:
+        return [Release(self.chart, RELEASE, self.values())] if self.in_cluster else []
+
+    def _security(self) -> dict[str, Any]:
+        return {
+            "podSecurityContext": {"enabled": True, "runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID,
+                                   "fsGroup": UID, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containerSecurityContext": {"enabled": True, "allowPrivilegeEscalation": False,
+                                         "capabilities": {"drop": ["ALL"]}},
+        }
+
+    def values(self) -> dict[str, Any]:
+        sizes = _SIZES[self.profile.name]
+        laptop = self.profile.name == "laptop"
+        size = self.options.size or ("10Gi" if laptop else "100Gi")
+        pvc = {"type": "persistentVolumeClaim", "size": size, "storageClass": self.options.storageClass}
+        buckets = [{"name": b} for b in self.bucket_names()]
+        s3 = {"enabled": True, "port": S3_PORT, "enableAuth": True, "existingConfigSecret": CONFIG_SECRET}
+        # A new bucket claims 7 volumes by default; one keeps a small disk from running out of slots.
+        growth = {"WEED_MASTER_VOLUME_GROWTH_COPY_1": "1"}
+        values: dict[str, Any] = {
+            # The chart's default ClusterRole lets the store delete pods cluster-wide; not needed here.
+            "global": {"seaweedfs": {"createClusterRole": False}},
+        }
+        if laptop:
+            values["master"] = {"enabled": False}
+            values["volume"] = {"enabled": False}
+            values["filer"] = {"enabled": False}
+            values["allInOne"] = {
+                "enabled": True, "data": pvc, "resources": resources(*sizes["all-in-one"]),
+                "s3": {**s3, "createBuckets": buckets}, "extraEnvironmentVars": growth, **self._security(),
+            }
+            return values
+        small = {"type": "persistentVolumeClaim", "size": "10Gi", "storageClass": self.options.storageClass}
+        values["master"] = {"replicas": 3, "data": small, "logs": {"type": ""}, "extraEnvironmentVars": growth,
+                            "resources": resources(*sizes["master"]), **self._security()}
+        values["volume"] = {"replicas": 2, "dataDirs": [{"name": "data1", "maxVolumes": 0, **pvc}],
+                            "resources": resources(*sizes["volume"]), **self._security()}
+        values["filer"] = {"replicas": 1, "data": small, "logs": {"type": ""},
+                           "resources": resources(*sizes["filer"]), **self._security()}
+        values["s3"] = {**s3, "replicas": 2, "logs": {"type": ""}, "createBuckets": buckets,
+                        "resources": resources(*sizes["s3"]), **self._security()}
+        return values
+
+    def workloads(self) -> list[Workload]:
+        if not self.in_cluster:
+            return []
+        if self.profile.name == "laptop":
+            cpu, mem, _ = _SIZES["laptop"]["all-in-one"]
+            return [Workload("seaweedfs-all-in-one", cpu, mem)]
+        counts = {"master": 3, "volume": 2, "filer": 1, "s3": 2}
+        return [Workload(f"seaweedfs-{part}", s[0], s[1], counts[part])
+                for part, s in _SIZES["production"].items()]
+
+    def objects(self) -> list[KubeObject]:
+        if not self.in_cluster:
+            return []
+        identities, refs = [], {}
+        for i, (layer, buckets) in enumerate(self.consumers().items()):
+            access = self.access(layer)
+            refs[f"k{i}"] = access.secret_key
+            identities.append({
+                "name": layer,
+                "credentials": [{"accessKey": access.access_key, "secretKey": f"${{k{i}}}"}],
+                "actions": [f"{a}:{b}" for b, mode in sorted(buckets.items()) for a in _ACTIONS[mode]],
+            })
+        config = json.dumps({"identities": identities}, indent=1, sort_keys=True)
+        secret = {
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": CONFIG_SECRET, "namespace": self.namespace, "labels": dict(MANAGED_BY)},
+            "stringData": {"seaweedfs_s3_config": Template.of(config, **refs)},
+        }
+        return [KubeObject(secret, before_chart=True)]
+
+    def outputs(self) -> dict[str, Any]:
+        if not self.in_cluster:
+            cloud = self.caps.cloud_storage
+            return {"kind": cloud.kind, "buckets": dict(cloud.buckets)}
+        return {"kind": "s3", "endpoint": self.endpoint, "buckets": self.bucket_names()}

@@ -1,0 +1,136 @@
+"""postgres: one operator-managed PostgreSQL cluster with a database and role per consuming layer.
+
+The CloudNativePG operator (upstream chart, CRDs included) runs in the layer's namespace and manages
+`Cluster/platform-db`: 1 instance on the laptop profile, 3 (streaming replicas, automated failover)
+on production, on the default StorageClass. Each enabled layer that declares `databases` gets a
+login role and a `Database` it owns; the role's password is generated (pulumi-random) into a
+`kubernetes.io/basic-auth` Secret. Consumers copy it into their namespace from the generated value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from addons.base import Generated, KubeObject, Layer, Workload, resources
+from modules.config import ConfigError, LayerOptions, PlatformSpec, Quantity
+from modules.cluster import Capabilities
+from modules.k8s import MANAGED_BY
+from modules.versions import VERSIONS
+
+API = "postgresql.cnpg.io/v1"
+CLUSTER = "platform-db"
+PORT = 5432
+
+# operator (cpu, memory, memory limit) and per PostgreSQL instance
+_SIZES = {
+    "laptop": {"operator": ("50m", "96Mi", "256Mi"), "instance": ("100m", "256Mi", "1Gi"), "instances": 1,
+               "storage": "5Gi"},
+    "production": {"operator": ("100m", "128Mi", "512Mi"), "instance": ("1", "2Gi", "4Gi"), "instances": 3,
+                   "storage": "50Gi"},
+}
+
+
+class PostgresOptions(LayerOptions):
+    instances: int | None = Field(None, ge=1, le=9, description="PostgreSQL instances (default: 1 laptop, 3 production)")
+    storageSize: Quantity | None = Field(None, description="volume per instance (default: 5Gi laptop, 50Gi production)")
+    storageClass: str = Field("", description="StorageClass (default: the cluster's default class)")
+
+
+class Postgres(Layer):
+    name = "postgres"
+    component = "Postgres"
+    description = "CloudNativePG operator and the platform's PostgreSQL cluster, one database and role per layer."
+    chart = "cloudnative-pg"
+    Options = PostgresOptions
+    default_namespace = "postgres"
+
+    @classmethod
+    def validate(cls, spec: PlatformSpec, caps: Capabilities) -> None:
+        opts = spec.layer(cls.name)
+        if opts.instances and opts.instances > 1 and caps.nodes < 2:
+            raise ConfigError(f"cnai:layers.postgres.instances: {opts.instances} instances need at least 2 "
+                              f"worker nodes for anti-affinity; this cluster has {caps.nodes}")
+
+    # -- what other layers read ------------------------------------------------------------------
+    @property
+    def host(self) -> str:
+        """The read-write service: always the current primary."""
+        return f"{CLUSTER}-rw.{self.namespace}.svc.cluster.local"
+
+    port = PORT
+
+    def database_names(self) -> list[str]:
+        return sorted({db for layer in self.peers.values() for db in layer.databases})
+
+    def password(self, database: str) -> Generated:
+        """The generated password of the role owning `database` (role name = database name)."""
+        return Generated(self.name, f"role-{database}")
+
+    # -- deployment ------------------------------------------------------------------------------
+    @property
+    def instances(self) -> int:
+        return self.options.instances or _SIZES[self.profile.name]["instances"]
+
+    def credentials(self) -> list[str]:
+        return [f"role-{db}" for db in self.database_names()]
+
+    def values(self) -> dict[str, Any]:
+        size = _SIZES[self.profile.name]
+        return {
+            "replicaCount": self.profile.replicas,
+            "resources": resources(*size["operator"]),
+            "crds": {"create": True},
+            "config": {"clusterWide": True},
+        }
+
+    def workloads(self) -> list[Workload]:
+        size = _SIZES[self.profile.name]
+        op, inst = size["operator"], size["instance"]
+        return [Workload("cnpg-operator", op[0], op[1], self.profile.replicas),
+                Workload(f"{CLUSTER}-instance", inst[0], inst[1], self.instances)]
+
+    def objects(self) -> list[KubeObject]:
+        size = _SIZES[self.profile.name]
+        ns = self.namespace
+        meta = lambda name, **extra: {"name": name, "namespace": ns, "labels": {**MANAGED_BY, **extra}}  # noqa: E731
+        out: list[KubeObject] = []
+        roles = []
+        for db in self.database_names():
+            secret = f"{CLUSTER}-{db}"
+            out.append(KubeObject({
+                "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/basic-auth",
+                # cnpg.io/reload: the operator re-applies the password when the Secret changes.
+                "metadata": meta(secret, **{"cnpg.io/reload": "true"}),
+                "stringData": {"username": db, "password": self.password(db)},
+            }))
+            roles.append({"name": db, "ensure": "present", "login": True, "passwordSecret": {"name": secret}})
+        storage: dict[str, Any] = {"size": self.options.storageSize or size["storage"]}
+        if self.options.storageClass:
+            storage["storageClass"] = self.options.storageClass
+        cluster = {
+            "apiVersion": API, "kind": "Cluster", "metadata": meta(CLUSTER),
+            "spec": {
+                "instances": self.instances,
+                "imageName": VERSIONS.images["postgresql"],
+                "storage": storage,
+                "resources": resources(*size["instance"]),
+                "enablePDB": self.instances > 1,
+                "managed": {"roles": roles},
+            },
+        }
+        # The cluster holds every layer's data: in production `pulumi destroy` must be deliberate.
+        out.append(KubeObject(cluster, needs_chart=True, protect=self.profile.name == "production",
+                              wait_for=tuple(f"{CLUSTER}-{db}" for db in self.database_names())))
+        for db in self.database_names():
+            out.append(KubeObject({
+                "apiVersion": API, "kind": "Database", "metadata": meta(f"{CLUSTER}-{db}-db"),
+                # retain: deleting the resource keeps the data; dropping a database is a manual act.
+                "spec": {"name": db, "owner": db, "cluster": {"name": CLUSTER}, "ensure": "present",
+                         "databaseReclaimPolicy": "retain"},
+            }, needs_chart=True, wait_for=(CLUSTER,)))
+        return out
+
+    def outputs(self) -> dict[str, Any]:
+        return {"host": self.host, "port": PORT, "databases": self.database_names()}
