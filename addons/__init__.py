@@ -3,6 +3,7 @@
 from addons.base import Layer
 from addons.cert_manager import CertManager
 from addons.gpu_operator import GpuOperator
+from addons.kserve import KServe
 from addons.kueue import Kueue
 from addons.mlflow import Mlflow
 from addons.object_store import ObjectStore
@@ -10,5 +11,5 @@ from addons.postgres import Postgres
 from addons.teams import Teams
 
 LAYERS: dict[str, type[Layer]] = {
-    cls.name: cls for cls in (CertManager, GpuOperator, Kueue, ObjectStore, Postgres, Mlflow, Teams)
+    cls.name: cls for cls in (CertManager, GpuOperator, Kueue, ObjectStore, Postgres, Mlflow, KServe, Teams)
 }

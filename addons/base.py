@@ -129,7 +129,17 @@ class KubeObject:
     needs_after: bool = False
     before_chart: bool = False
     protect: bool = False  # stateful: `pulumi destroy` refuses until unprotected
-    wait_for: tuple[str, ...] = ()  # names of other objects of this layer created first (e.g. a seeding Job)
+    wait_for: tuple[str, ...] = ()  # `ref`s of other objects of this layer created first (e.g. a seeding Job)
+
+    @property
+    def ref(self) -> str:
+        return ref(self.manifest)
+
+
+def ref(manifest: dict[str, Any]) -> str:
+    """`Kind/namespace/name` of an object, as `KubeObject.wait_for` names it."""
+    meta = manifest["metadata"]
+    return f"{manifest['kind']}/{meta.get('namespace', '')}/{meta['name']}"
 
 
 def resources(cpu: str, memory: str, memory_limit: str | None = None) -> dict[str, Any]:
@@ -252,6 +262,7 @@ class LayerComponent(pulumi.ComponentResource):
         self.layer = layer
         child = pulumi.ResourceOptions(parent=self)
         created: dict[str, pulumi.Resource] = {}
+        first = list(cluster.ready) + list(requires)
         for cred in layer.credentials():
             pw = random.RandomPassword(f"{layer.name}-{cred}", length=32, special=False, opts=child)
             generated[(layer.name, cred)] = pw.result
@@ -263,15 +274,16 @@ class LayerComponent(pulumi.ComponentResource):
             if ns in created:
                 deps = deps + [created[ns]]
             deps = deps + [by_name[n] for n in o.wait_for]
+            if o.manifest["kind"] == "Namespace":
+                deps = deps + first  # every namespace waits for the cluster itself
             manifest = _resolve(o.manifest, generated)
             res = kube.apply(manifest, pulumi.ResourceOptions.merge(
                 child, pulumi.ResourceOptions(depends_on=deps, protect=o.protect)))
             if o.manifest["kind"] == "Namespace":
                 created[o.manifest["metadata"]["name"]] = res
-            by_name[o.manifest["metadata"]["name"]] = res
+            by_name[o.ref] = res
             return res
 
-        first = list(cluster.ready) + list(requires)
         ns_manifest = layer.namespace_manifest()
         base = [register(KubeObject(ns_manifest), first)] if ns_manifest else first
         objects = layer.objects()

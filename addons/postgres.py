@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import Field
 
-from addons.base import Generated, KubeObject, Layer, Workload, resources
+from addons.base import Generated, KubeObject, Layer, Workload, ref, resources
 from modules.config import ConfigError, LayerOptions, PlatformSpec, Quantity
 from modules.cluster import Capabilities
 from modules.k8s import MANAGED_BY
@@ -122,14 +122,14 @@ class Postgres(Layer):
         }
         # The cluster holds every layer's data: in production `pulumi destroy` must be deliberate.
         out.append(KubeObject(cluster, needs_chart=True, protect=self.profile.name == "production",
-                              wait_for=tuple(f"{CLUSTER}-{db}" for db in self.database_names())))
+                              wait_for=tuple(o.ref for o in out)))
         for db in self.database_names():
             out.append(KubeObject({
                 "apiVersion": API, "kind": "Database", "metadata": meta(f"{CLUSTER}-{db}-db"),
                 # retain: deleting the resource keeps the data; dropping a database is a manual act.
                 "spec": {"name": db, "owner": db, "cluster": {"name": CLUSTER}, "ensure": "present",
                          "databaseReclaimPolicy": "retain"},
-            }, needs_chart=True, wait_for=(CLUSTER,)))
+            }, needs_chart=True, wait_for=(ref(cluster),)))
         return out
 
     def outputs(self) -> dict[str, Any]:

@@ -50,6 +50,9 @@ class Capabilities:
     gpu_replicas: int = 1  # time-slicing replicas per GPU
     mig_strategy: str = "single"
     mig_profile: str = ""
+    # The API server's ExtendedResourceToleration admission plugin adds the GPU taint's toleration to
+    # every pod that requests nvidia.com/gpu, so GPU runtimes and notebooks need no explicit toleration.
+    gpu_toleration_injected: bool = False
     cloud_storage: CloudStorage | None = None  # None: the object-store layer runs a store in the cluster
 
     @property

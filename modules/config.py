@@ -136,6 +136,8 @@ class ExistingCluster(Strict):
     gpuToolkitPreinstalled: bool = False
     gpuNodeSelector: dict[str, str] = {"nvidia.com/gpu.present": "true"}
     gpuTaint: bool = Field(True, description="GPU nodes carry the nvidia.com/gpu NoSchedule taint")
+    gpuTolerationInjected: bool = Field(False, description="the API server runs the ExtendedResourceToleration "
+                                        "admission plugin (GPU pods get the taint's toleration)")
     loadBalancer: bool = False
 
 

@@ -20,7 +20,7 @@ def leaf_paths(values, prefix=""):
     if isinstance(values, dict) and values:
         for key, value in values.items():
             yield from leaf_paths(value, f"{prefix}.{key}" if prefix else key)
-    else:
+    elif prefix:
         yield prefix
 
 

@@ -32,6 +32,7 @@ def capabilities(spec: PlatformSpec) -> Capabilities:
         gpu_replicas=gpu.sharing.replicas,
         mig_strategy=gpu.sharing.migStrategy,
         mig_profile=gpu.sharing.migProfile,
+        gpu_toleration_injected=e.gpuTolerationInjected,
     )
 
 

@@ -43,6 +43,7 @@ def capabilities(spec: PlatformSpec) -> Capabilities:
         mig_supported=False,
         gpu_sharing=gpu.sharing.mode if gpu.enabled else "none",
         gpu_replicas=gpu.sharing.replicas,
+        gpu_toleration_injected=True,
     )
 
 
@@ -59,9 +60,24 @@ def worker_name(cluster: str, index: int) -> str:
     return f"{cluster}-worker" + (str(index) if index > 1 else "")
 
 
+# kubeadm's own default is NodeRestriction; ExtendedResourceToleration lets GPU pods tolerate the
+# GPU taint without each workload spelling it out (as on EKS and GKE).
+ADMISSION_PLUGINS = "NodeRestriction,ExtendedResourceToleration"
+
+
+def api_server_patch(spec: PlatformSpec) -> str:
+    """kubeadm ClusterConfiguration patch; kind v0.32 renders kubeadm v1beta4 (extraArgs as a list)
+    from Kubernetes 1.36 and v1beta3 (extraArgs as a map) before."""
+    minor = int(spec.kubernetesVersion.split(".")[1])
+    args: Any = ([{"name": "enable-admission-plugins", "value": ADMISSION_PLUGINS}] if minor >= 36
+                 else {"enable-admission-plugins": ADMISSION_PLUGINS})
+    return yaml.safe_dump({"kind": "ClusterConfiguration", "apiServer": {"extraArgs": args}}, sort_keys=False)
+
+
 def kind_config(spec: PlatformSpec) -> dict[str, Any]:
     image = node_image(spec)
-    nodes: list[dict[str, Any]] = [{"role": "control-plane", "image": image}]
+    nodes: list[dict[str, Any]] = [{"role": "control-plane", "image": image,
+                                    "kubeadmConfigPatches": [api_server_patch(spec)]}]
     nodes += [{"role": "worker", "image": image, "labels": {"platform.cnai.dev/pool": "cpu"}}
               for _ in range(cpu_workers(spec))]
     if spec.gpu.enabled:

@@ -1,0 +1,222 @@
+"""kserve: model serving (KServe), Standard (raw Deployment) mode by default.
+
+Three upstream charts in order: `kserve-crd`, `kserve-resources` (controller, webhooks and the
+`inferenceservice-config`), `kserve-runtime-configs` (ClusterServingRuntimes, applied once the
+controller's webhooks answer). Standard mode needs only cert-manager; no Ingress is created (models
+are reached through their cluster Service), so no ingress controller or Gateway API is required.
+
+Storage: every team namespace (and the example namespace) gets ServiceAccount `kserve-models`, which
+InferenceServices name in `spec.predictor.serviceAccountName`: on kind/existing it carries generated,
+read-only S3 keys for the platform's buckets; on the clouds, the workload identity annotations.
+
+Example (`example: true`): a Job trains a small scikit-learn model, logs it to MLflow and publishes it
+in MLflow's layout; an InferenceService serves it with the MLServer runtime (protocol v2).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from addons.base import KubeObject, Layer, Release, Workload, ref, resources
+from modules.config import ConfigError, LayerOptions, PlatformSpec
+from modules.cluster import Capabilities
+from modules.k8s import MANAGED_BY, PLATFORM_LABEL, namespace, pod_security
+from modules.versions import VERSIONS
+
+SERVICE_ACCOUNT = "kserve-models"
+S3_SECRET = "kserve-s3"
+EXAMPLE = "example-iris"
+EXAMPLE_NAMESPACE = "kserve-examples"
+EXAMPLE_MODEL_PATH = "examples/iris"
+MLSERVER_UID = 1000  # USER of the MLServer image
+SCRIPT = Path(__file__).parent / "assets" / "kserve-example-model.py"
+
+_CONTROLLER = {"laptop": ("50m", "128Mi", "300Mi"), "production": ("100m", "300Mi", "1Gi")}
+_PREDICTOR = {"laptop": ("100m", "512Mi", "1Gi"), "production": ("500m", "1Gi", "2Gi")}
+
+
+class KServeOptions(LayerOptions):
+    deploymentMode: Literal["Standard"] = Field("Standard", description="Standard: raw Deployments, no Knative")
+    example: bool = Field(True, description="train, log and serve the example model (needs mlflow and object-store)")
+
+
+class KServe(Layer):
+    name = "kserve"
+    component = "KServe"
+    description = "Model serving: InferenceServices with runtimes for scikit-learn, MLflow, Hugging Face and more."
+    requires = ("cert-manager",)
+    after = ("object-store", "mlflow", "teams")
+    buckets = {"mlflow": "ro"}
+    Options = KServeOptions
+    default_namespace = "kserve"
+
+    @classmethod
+    def validate(cls, spec: PlatformSpec, caps: Capabilities) -> None:
+        opts = spec.layer(cls.name)
+        if opts.example:
+            missing = [n for n in ("mlflow", "object-store") if not spec.layer(n).enabled]
+            if missing:
+                raise ConfigError(f"cnai:layers.kserve.example: the example model needs layer {missing[0]}, which is "
+                                  f"disabled (enable it or set example: false)")
+
+    # -- releases --------------------------------------------------------------------------------
+    def releases(self) -> list[Release]:
+        return [
+            Release("kserve-crd", "kserve-crd", {}),
+            Release("kserve-resources", "kserve-resources", self._controller_values()),
+            Release("kserve-runtime-configs", "kserve-runtime-configs", self._runtime_values()),
+        ]
+
+    def _controller_values(self) -> dict[str, Any]:
+        values: dict[str, Any] = {"kserve": {
+            "controller": {
+                "deploymentMode": self.options.deploymentMode,
+                "gateway": {
+                    # Models are reached through their cluster Service; nothing needs an ingress controller.
+                    "disableIngressCreation": True,
+                    "urlScheme": "http",
+                    "ingressGateway": {"enableGatewayApi": False, "createGateway": False},
+                },
+                "imagePullPolicy": "IfNotPresent",
+                "resources": resources(*_CONTROLLER[self.profile.name]),
+            },
+            "localmodel": {"enabled": False},
+        }}
+        store = self._store()
+        if store and store.endpoint:
+            # Cluster-wide defaults for S3 secrets without annotations.
+            values["kserve"]["storage"] = {"s3": {
+                "endpoint": store.host, "useHttps": "0", "verifySSL": "0", "region": store.region}}
+        return values
+
+    def _runtime_values(self) -> dict[str, Any]:
+        # The chart's MLServer tag (1.5.0) lags the release manifests (1.7.1), which serve MLflow models.
+        image, tag = VERSIONS.images["mlserver"].rsplit(":", 1)
+        return {"kserve": {"servingruntime": {"enabled": True, "mlserver": {"image": image, "tag": tag}},
+                           "llmisvcConfigs": {"enabled": False}}}
+
+    # -- storage wiring --------------------------------------------------------------------------
+    def _store(self):
+        store = self.peers.get("object-store")
+        return store.access(self.name) if store else None
+
+    def _serving_namespaces(self) -> list[str]:
+        teams = [t.namespace for t in self.spec.teams] if "teams" in self.peers else []
+        return ([EXAMPLE_NAMESPACE] if self.options.example else []) + teams
+
+    def _storage_objects(self, ns: str) -> list[KubeObject]:
+        store = self._store()
+        if store is None:
+            return []
+        labels = dict(MANAGED_BY)
+        sa: dict[str, Any] = {"apiVersion": "v1", "kind": "ServiceAccount",
+                              "metadata": {"name": SERVICE_ACCOUNT, "namespace": ns, "labels": labels,
+                                           "annotations": dict(store.annotations)}}
+        out = []
+        if store.kind == "s3":
+            annotations = {"serving.kserve.io/s3-region": store.region}
+            if store.endpoint:
+                annotations.update({"serving.kserve.io/s3-endpoint": store.host, "serving.kserve.io/s3-usehttps": "0",
+                                    "serving.kserve.io/s3-verifyssl": "0"})
+            if store.static_keys:
+                out.append(KubeObject({
+                    "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                    "metadata": {"name": S3_SECRET, "namespace": ns, "labels": labels, "annotations": annotations},
+                    "stringData": {"AWS_ACCESS_KEY_ID": store.access_key, "AWS_SECRET_ACCESS_KEY": store.secret_key},
+                }, needs_after=True))
+                sa["secrets"] = [{"name": S3_SECRET}]
+            else:  # workload identity: KServe reads the S3 settings from the ServiceAccount
+                sa["metadata"]["annotations"].update(annotations)
+        out.append(KubeObject(sa, needs_after=True, wait_for=tuple(o.ref for o in out)))
+        return out
+
+    # -- objects ---------------------------------------------------------------------------------
+    def objects(self) -> list[KubeObject]:
+        out: list[KubeObject] = []
+        if self.options.example:
+            out.append(KubeObject(namespace(EXAMPLE_NAMESPACE, {PLATFORM_LABEL: self.name,
+                                                                **pod_security("restricted")})))
+        for ns in self._serving_namespaces():
+            out += self._storage_objects(ns)
+        if self.options.example:
+            out += self._example()
+        return out
+
+    def _example(self) -> list[KubeObject]:
+        ns, labels = EXAMPLE_NAMESPACE, dict(MANAGED_BY)
+        store = self._store()
+        mlflow = self.peer("mlflow")
+        image = VERSIONS.images["mlserver"]
+        restricted = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+        script = {"apiVersion": "v1", "kind": "ConfigMap",
+                  "metadata": {"name": f"{EXAMPLE}-train", "namespace": ns, "labels": labels},
+                  "data": {"train.py": SCRIPT.read_text()}}
+        job = {
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": f"{EXAMPLE}-train", "namespace": ns, "labels": labels},
+            "spec": {
+                "backoffLimit": 3,
+                "template": {"spec": {
+                    "restartPolicy": "OnFailure",
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": MLSERVER_UID,
+                                        "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [{
+                        "name": "train", "image": image,
+                        "command": ["python", "/scripts/train.py"],
+                        "env": [{"name": "MLFLOW_TRACKING_URI", "value": mlflow.tracking_uri},
+                                {"name": "MODEL_PATH", "value": EXAMPLE_MODEL_PATH},
+                                {"name": "HOME", "value": "/tmp"}],
+                        "resources": resources("200m", "512Mi", "1Gi"),
+                        "securityContext": restricted,
+                        "volumeMounts": [{"name": "script", "mountPath": "/scripts"},
+                                         {"name": "tmp", "mountPath": "/tmp"}],
+                    }],
+                    "volumes": [{"name": "script", "configMap": {"name": f"{EXAMPLE}-train"}},
+                                {"name": "tmp", "emptyDir": {}}],
+                }},
+            },
+        }
+        isvc = {
+            "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+            "metadata": {"name": EXAMPLE, "namespace": ns, "labels": labels,
+                         "annotations": {"serving.kserve.io/deploymentMode": self.options.deploymentMode,
+                                         # no HPA: the example runs one replica (kind has no metrics-server)
+                                         "serving.kserve.io/autoscalerClass": "none"}},
+            "spec": {"predictor": {
+                "serviceAccountName": SERVICE_ACCOUNT,
+                "minReplicas": 1,
+                "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+                "model": {
+                    "modelFormat": {"name": "mlflow"},
+                    "protocolVersion": "v2",
+                    "runtime": "kserve-mlserver",
+                    "storageUri": store.url("mlflow", EXAMPLE_MODEL_PATH),
+                    "resources": resources(*_PREDICTOR[self.profile.name]),
+                },
+            }},
+        }
+        sa = {"kind": "ServiceAccount", "metadata": {"name": SERVICE_ACCOUNT, "namespace": ns}}
+        return [
+            KubeObject(script),
+            # The Job talks to MLflow: it waits for the mlflow layer (after) and for its own script.
+            KubeObject(job, needs_after=True, wait_for=(ref(script),)),
+            # Served once the model exists (the Job is awaited until it completes).
+            KubeObject(isvc, needs_chart=True, needs_after=True, wait_for=(ref(job), ref(sa))),
+        ]
+
+    def workloads(self) -> list[Workload]:
+        cpu, mem, _ = _CONTROLLER[self.profile.name]
+        out = [Workload("kserve-controller-manager", cpu, mem), Workload("kserve-rbac-proxy", "100m", "300Mi")]
+        if self.options.example:
+            out.append(Workload(f"{EXAMPLE}-predictor", *_PREDICTOR[self.profile.name][:2]))
+        return out
+
+    def outputs(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"serviceAccount": SERVICE_ACCOUNT}
+        if self.options.example:
+            out["exampleUrl"] = (f"http://{EXAMPLE}-predictor.{EXAMPLE_NAMESPACE}.svc.cluster.local"
+                                 f"/v2/models/{EXAMPLE}/infer")
+        return out
