@@ -2,6 +2,7 @@
 
 from addons.base import Layer
 from addons.cert_manager import CertManager
+from addons.feast import Feast
 from addons.gpu_operator import GpuOperator
 from addons.kserve import KServe
 from addons.kueue import Kueue
@@ -11,5 +12,5 @@ from addons.postgres import Postgres
 from addons.teams import Teams
 
 LAYERS: dict[str, type[Layer]] = {
-    cls.name: cls for cls in (CertManager, GpuOperator, Kueue, ObjectStore, Postgres, Mlflow, KServe, Teams)
+    cls.name: cls for cls in (CertManager, GpuOperator, Kueue, ObjectStore, Postgres, Mlflow, KServe, Feast, Teams)
 }

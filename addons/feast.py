@@ -1,0 +1,129 @@
+"""feast: the Feast operator and the platform's FeatureStore.
+
+The operator has no Helm chart: its pinned install manifest (`feast-dev/feast` `dist/install.yaml`)
+is applied server-side (its CRD is too large for client-side apply) into `feast-operator-system`.
+FeatureStore `platform` is wired to the platform:
+- registry: SQL registry in the platform's PostgreSQL (database `feast`);
+- online store: PostgreSQL (same database);
+- offline store: DuckDB, reading `s3://<feast bucket>/...` sources through the object store (endpoint
+  and generated keys on kind/existing; workload identity on the clouds).
+Connection settings reach feature_store.yaml as `${VAR}` references resolved from an env Secret, so
+no password appears in the FeatureStore or the Deployment the operator renders.
+The FeatureStore starts from Feast's example repository (`feastProjectDir.init`), which the smoke
+test applies and materializes; teams point `feastProjectDir.git` at their own feature repository.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from addons.base import KubeObject, Layer, Workload, resources
+from modules.config import LayerOptions
+from modules.k8s import MANAGED_BY
+
+API = "feast.dev/v1"
+STORE = "platform"
+ENV_SECRET = "feast-env"
+STORES_SECRET = "feast-data-stores"
+PROJECT = "platform"
+OPERATOR_NAMESPACE = "feast-operator-system"  # created by the install manifest
+
+_SERVER = {"laptop": ("50m", "256Mi", "1Gi"), "production": ("250m", "512Mi", "2Gi")}
+# feature_store.yaml sections; the operator merges the Secret key named after the store type.
+_REGISTRY = ("path: postgresql+psycopg://${POSTGRES_USER}:${POSTGRES_PASSWORD}@${POSTGRES_HOST}:${POSTGRES_PORT}"
+             "/${POSTGRES_DB}\ncache_ttl_seconds: 60\nsqlalchemy_config_kwargs:\n  pool_pre_ping: true\n")
+_ONLINE = ("host: ${POSTGRES_HOST}\nport: ${POSTGRES_PORT}\ndatabase: ${POSTGRES_DB}\ndb_schema: public\n"
+           "user: ${POSTGRES_USER}\npassword: ${POSTGRES_PASSWORD}\n")
+
+
+class FeastOptions(LayerOptions):
+    ui: bool = Field(False, description="run the Feast web UI next to the servers")
+
+
+class Feast(Layer):
+    name = "feast"
+    component = "Feast"
+    description = "Feature store: Feast operator and a FeatureStore on PostgreSQL and the object store."
+    requires = ("postgres", "object-store")
+    manifests = ("feast-operator",)
+    databases = ("feast",)
+    buckets = {"feast": "rw"}
+    Options = FeastOptions
+    default_namespace = "feast"
+    # The operator renders FeatureStore containers without container-level security contexts.
+    pod_security = "baseline"
+    pod_security_reason = "the Feast operator sets no container securityContext on FeatureStore pods"
+
+    def _env(self) -> dict[str, Any]:
+        pg = self.peer("postgres")
+        store = self.peer("object-store").access(self.name)
+        env: dict[str, Any] = {
+            "POSTGRES_HOST": pg.host, "POSTGRES_PORT": str(pg.port), "POSTGRES_DB": "feast",
+            "POSTGRES_USER": "feast", "POSTGRES_PASSWORD": pg.password("feast"),
+            **store.env(),
+        }
+        if store.endpoint:  # DuckDB's httpfs reads its S3 endpoint without a scheme
+            env.update({"DUCKDB_S3_ENDPOINT": store.host, "DUCKDB_S3_USE_SSL": "false",
+                        "DUCKDB_S3_URL_STYLE": "path"})
+        return env
+
+    def _server(self) -> dict[str, Any]:
+        return {"envFrom": [{"secretRef": {"name": ENV_SECRET}}],
+                "resources": resources(*_SERVER[self.profile.name])}
+
+    def objects(self) -> list[KubeObject]:
+        ns, labels = self.namespace, dict(MANAGED_BY)
+        env = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+               "metadata": {"name": ENV_SECRET, "namespace": ns, "labels": labels}, "stringData": self._env()}
+        stores = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                  "metadata": {"name": STORES_SECRET, "namespace": ns, "labels": labels},
+                  "stringData": {"sql": _REGISTRY, "postgres": _ONLINE}}
+        services: dict[str, Any] = {
+            "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+            "registry": {"local": {
+                "persistence": {"store": {"type": "sql", "secretRef": {"name": STORES_SECRET}}},
+                "server": self._server()}},
+            "onlineStore": {
+                "persistence": {"store": {"type": "postgres", "secretRef": {"name": STORES_SECRET}}},
+                "server": self._server()},
+            "offlineStore": {"persistence": {"file": {"type": "duckdb"}}, "server": self._server()},
+        }
+        if self.options.ui:
+            services["ui"] = self._server()
+        store = self.peer("object-store").access(self.name)
+        meta: dict[str, Any] = {"name": STORE, "namespace": ns, "labels": labels}
+        feature_store = {
+            "apiVersion": API, "kind": "FeatureStore", "metadata": meta,
+            "spec": {
+                "feastProject": PROJECT,
+                "feastProjectDir": {"init": {}},
+                # In-cluster clients (notebooks, pipelines) reach the servers without tokens; the
+                # namespace's NetworkPolicies and the platform's RBAC are the boundary.
+                "authz": {"noAuth": True},
+                "replicas": self.profile.replicas,
+                "services": services,
+            },
+        }
+        out = [KubeObject(env), KubeObject(stores)]
+        if store.annotations:
+            # Workload identity: the operator runs the servers as ServiceAccount feast-<name>.
+            out.append(KubeObject({"apiVersion": "v1", "kind": "ServiceAccount",
+                                   "metadata": {"name": f"feast-{STORE}", "namespace": ns, "labels": labels,
+                                                "annotations": dict(store.annotations)}}))
+        out.append(KubeObject(feature_store, needs_chart=True, wait_for=tuple(o.ref for o in out)))
+        return out
+
+    def workloads(self) -> list[Workload]:
+        cpu, mem, _ = _SERVER[self.profile.name]
+        servers = 3 + (1 if self.options.ui else 0)
+        return [Workload("feast-operator", "10m", "64Mi"),
+                Workload(f"feast-{STORE}", f"{servers * int(cpu[:-1])}m", f"{servers * int(mem[:-2])}Mi",
+                         self.profile.replicas)]
+
+    def outputs(self) -> dict[str, Any]:
+        ns = self.namespace
+        return {"clientConfigMap": f"feast-{STORE}-client",
+                "onlineUrl": f"http://feast-{STORE}-online.{ns}.svc.cluster.local",
+                "registry": f"feast-{STORE}-registry.{ns}.svc.cluster.local:80"}
