@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -64,6 +64,8 @@ class Release:
     chart: str
     name: str
     values: dict[str, Any]
+    namespace: str | None = None  # default: the layer's namespace
+    wait_for: tuple[str, ...] = ()  # `ref`s of the layer's objects that must exist first
 
     @property
     def source(self) -> ChartSource:
@@ -129,6 +131,7 @@ class KubeObject:
     needs_after: bool = False
     before_chart: bool = False
     protect: bool = False  # stateful: `pulumi destroy` refuses until unprotected
+    after_release: str | None = None  # created right after this release of the layer (before the next)
     wait_for: tuple[str, ...] = ()  # `ref`s of other objects of this layer created first (e.g. a seeding Job)
 
     @property
@@ -226,14 +229,14 @@ class Layer:
         built = self.releases()
         overrides = self.options.values
         if len(built) == 1:
-            return [Release(built[0].chart, built[0].name, deep_merge(built[0].values, overrides))]
+            return [replace(built[0], values=deep_merge(built[0].values, overrides))]
         names = [r.name for r in built]
         unknown = sorted(set(overrides) - set(names))
         if unknown:
             allowed = f"one of {', '.join(names)}" if names else "nothing: this layer installs no chart here"
             raise ConfigError(f"cnai:layers.{self.name}.values.{unknown[0]}: values are keyed by release, "
                               f"allowed: {allowed}")
-        return [Release(r.chart, r.name, deep_merge(r.values, overrides.get(r.name, {}))) for r in built]
+        return [replace(r, values=deep_merge(r.values, overrides.get(r.name, {}))) for r in built]
 
     def final_values(self) -> dict[str, Any]:
         """Values of the layer's main (last) release, overrides included."""
@@ -292,22 +295,27 @@ class LayerComponent(pulumi.ComponentResource):
         self.releases: list[k8s.helm.v3.Release] = []
         for rel in layer.final_releases():
             src = rel.source
+            waits = [by_name[r] for r in rel.wait_for]
             self.releases.append(k8s.helm.v3.Release(
                 rel.name,
                 name=rel.name,
                 chart=src.ref,
                 version=src.version,
                 repository_opts=None if src.oci else k8s.helm.v3.RepositoryOptsArgs(repo=src.repo),
-                namespace=layer.namespace,
+                namespace=rel.namespace or layer.namespace,
                 create_namespace=False,
                 values=rel.values,
                 timeout=layer.release_timeout(),
                 max_history=5,
                 cleanup_on_fail=True,
                 # Charts of one layer go in order: CRDs before the controller, controller before runtimes.
-                opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=base + prereqs + installed)),
+                opts=pulumi.ResourceOptions.merge(
+                    child, pulumi.ResourceOptions(depends_on=base + prereqs + installed + waits)),
             ))
             installed = [self.releases[-1]]
+            for o in objects:
+                if o.after_release == rel.name:
+                    register(o, list(base) + installed)
         for key in layer.manifests:
             man = VERSIONS.manifest(key)
             installed = [k8s.yaml.v2.ConfigFile(
@@ -316,7 +324,7 @@ class LayerComponent(pulumi.ComponentResource):
             )]
         self.release = self.releases[-1] if self.releases else None
         for o in objects:
-            if o.before_chart:
+            if o.before_chart or o.after_release:
                 continue
             deps = list(base)
             if o.needs_chart:

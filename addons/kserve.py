@@ -9,6 +9,11 @@ Storage: every team namespace (and the example namespace) gets ServiceAccount `k
 InferenceServices name in `spec.predictor.serviceAccountName`: on kind/existing it carries generated,
 read-only S3 keys for the platform's buckets; on the clouds, the workload identity annotations.
 
+Knative mode (`deploymentMode: Knative`, scale-to-zero) adds its prerequisites in the same layer: the
+Knative Operator chart (namespace `knative-operator`) and a `KnativeServing` with Kourier as the
+networking layer (namespace `knative-serving`, cluster-internal Service), Ready before KServe's
+controller starts.
+
 Example (`example: true`): a Job trains a small scikit-learn model, logs it to MLflow and publishes it
 in MLflow's layout; an InferenceService serves it with the MLServer runtime (protocol v2).
 """
@@ -38,8 +43,25 @@ _CONTROLLER = {"laptop": ("50m", "128Mi", "300Mi"), "production": ("100m", "300M
 _PREDICTOR = {"laptop": ("100m", "512Mi", "1Gi"), "production": ("500m", "1Gi", "2Gi")}
 
 
+KNATIVE_OPERATOR_NAMESPACE = "knative-operator"
+KNATIVE_NAMESPACE = "knative-serving"
+# Knative Serving deployments (name, container) -> laptop/production requests (cpu, memory, memory limit)
+_KNATIVE = {
+    ("activator", "activator"): {"laptop": ("20m", "64Mi", "256Mi"), "production": ("300m", "60Mi", "600Mi")},
+    ("autoscaler", "autoscaler"): {"laptop": ("20m", "64Mi", "256Mi"), "production": ("100m", "100Mi", "1000Mi")},
+    ("controller", "controller"): {"laptop": ("20m", "64Mi", "256Mi"), "production": ("100m", "100Mi", "1000Mi")},
+    ("webhook", "webhook"): {"laptop": ("20m", "64Mi", "256Mi"), "production": ("100m", "100Mi", "500Mi")},
+    ("net-kourier-controller", "controller"): {"laptop": ("20m", "64Mi", "256Mi"),
+                                               "production": ("200m", "200Mi", "500Mi")},
+    ("3scale-kourier-gateway", "kourier-gateway"): {"laptop": ("50m", "64Mi", "256Mi"),
+                                                    "production": ("200m", "200Mi", "500Mi")},
+}
+_KNATIVE_OPERATOR = {"laptop": ("20m", "64Mi", "512Mi"), "production": ("100m", "100Mi", "1000Mi")}
+
+
 class KServeOptions(LayerOptions):
-    deploymentMode: Literal["Standard"] = Field("Standard", description="Standard: raw Deployments, no Knative")
+    deploymentMode: Literal["Standard", "Knative"] = Field(
+        "Standard", description="Standard: raw Deployments; Knative: Knative Serving (scale to zero) with Kourier")
     example: bool = Field(True, description="train, log and serve the example model (needs mlflow and object-store)")
 
 
@@ -63,20 +85,52 @@ class KServe(Layer):
                                   f"disabled (enable it or set example: false)")
 
     # -- releases --------------------------------------------------------------------------------
+    @property
+    def knative(self) -> bool:
+        return self.options.deploymentMode == "Knative"
+
     def releases(self) -> list[Release]:
-        return [
-            Release("kserve-crd", "kserve-crd", {}),
-            Release("kserve-resources", "kserve-resources", self._controller_values()),
+        out = [Release("kserve-crd", "kserve-crd", {})]
+        wait: tuple[str, ...] = ()
+        if self.knative:
+            out.append(Release("knative-operator", "knative-operator", self._knative_operator_values(),
+                               namespace=KNATIVE_OPERATOR_NAMESPACE))
+            wait = (ref(self._knative_serving()),)
+        return out + [
+            Release("kserve-resources", "kserve-resources", self._controller_values(), wait_for=wait),
             Release("kserve-runtime-configs", "kserve-runtime-configs", self._runtime_values()),
         ]
 
+    def _knative_operator_values(self) -> dict[str, Any]:
+        res = resources(*_KNATIVE_OPERATOR[self.profile.name])
+        return {"knative_operator": {"knative_operator": {"resources": res}, "operator_webhook": {"resources": res}}}
+
+    def _knative_serving(self) -> dict[str, Any]:
+        workloads = [{"name": name, "resources": [{"container": container, **resources(*sizes[self.profile.name])}]}
+                     for (name, container), sizes in _KNATIVE.items()]
+        return {
+            "apiVersion": "operator.knative.dev/v1beta1", "kind": "KnativeServing",
+            # Pulumi waits until Knative's CRDs and webhooks are up before KServe's controller starts.
+            "metadata": {"name": "knative-serving", "namespace": KNATIVE_NAMESPACE, "labels": dict(MANAGED_BY),
+                         "annotations": {"pulumi.com/waitFor": "condition=Ready"}},
+            "spec": {
+                "version": VERSIONS.components["knative-serving"],
+                # Kourier behind a ClusterIP Service: models stay cluster-internal unless exposed on purpose.
+                "ingress": {"kourier": {"enabled": True, "service-type": "ClusterIP"}},
+                "config": {"network": {"ingress-class": "kourier.ingress.networking.knative.dev"}},
+                "high-availability": {"replicas": self.profile.replicas},
+                "workloads": workloads,
+            },
+        }
     def _controller_values(self) -> dict[str, Any]:
         values: dict[str, Any] = {"kserve": {
             "controller": {
                 "deploymentMode": self.options.deploymentMode,
                 "gateway": {
-                    # Models are reached through their cluster Service; nothing needs an ingress controller.
+                    # Models are reached through their cluster Service; nothing needs an ingress controller
+                    # (in Knative mode, through Kourier's; no Istio VirtualService either).
                     "disableIngressCreation": True,
+                    "disableIstioVirtualHost": True,
                     "urlScheme": "http",
                     "ingressGateway": {"enableGatewayApi": False, "createGateway": False},
                 },
@@ -136,6 +190,12 @@ class KServe(Layer):
     # -- objects ---------------------------------------------------------------------------------
     def objects(self) -> list[KubeObject]:
         out: list[KubeObject] = []
+        if self.knative:
+            # The operator's pods and Kourier's Envoy set no seccomp profile: baseline, not restricted.
+            for ns in (KNATIVE_OPERATOR_NAMESPACE, KNATIVE_NAMESPACE):
+                out.append(KubeObject(namespace(ns, {PLATFORM_LABEL: self.name, **pod_security("baseline")}),
+                                      before_chart=True))
+            out.append(KubeObject(self._knative_serving(), after_release="knative-operator"))
         if self.options.example:
             out.append(KubeObject(namespace(EXAMPLE_NAMESPACE, {PLATFORM_LABEL: self.name,
                                                                 **pod_security("restricted")})))
@@ -182,9 +242,7 @@ class KServe(Layer):
         isvc = {
             "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
             "metadata": {"name": EXAMPLE, "namespace": ns, "labels": labels,
-                         "annotations": {"serving.kserve.io/deploymentMode": self.options.deploymentMode,
-                                         # no HPA: the example runs one replica (kind has no metrics-server)
-                                         "serving.kserve.io/autoscalerClass": "none"}},
+                         "annotations": self._example_annotations()},
             "spec": {"predictor": {
                 "serviceAccountName": SERVICE_ACCOUNT,
                 "minReplicas": 1,
@@ -207,9 +265,20 @@ class KServe(Layer):
             KubeObject(isvc, needs_chart=True, needs_after=True, wait_for=(ref(job), ref(sa))),
         ]
 
+    def _example_annotations(self) -> dict[str, str]:
+        if self.knative:  # Knative's autoscaler; keep one replica so the smoke test needs no cold start
+            return {"serving.kserve.io/deploymentMode": "Knative", "autoscaling.knative.dev/min-scale": "1"}
+        # no HPA: the example runs one replica (kind has no metrics-server)
+        return {"serving.kserve.io/deploymentMode": "Standard", "serving.kserve.io/autoscalerClass": "none"}
+
     def workloads(self) -> list[Workload]:
         cpu, mem, _ = _CONTROLLER[self.profile.name]
         out = [Workload("kserve-controller-manager", cpu, mem), Workload("kserve-rbac-proxy", "100m", "300Mi")]
+        if self.knative:
+            op = _KNATIVE_OPERATOR[self.profile.name]
+            out.append(Workload("knative-operator", op[0], op[1], 2))
+            out += [Workload(f"knative-{name}", *sizes[self.profile.name][:2], self.profile.replicas)
+                    for (name, _), sizes in _KNATIVE.items()]
         if self.options.example:
             out.append(Workload(f"{EXAMPLE}-predictor", *_PREDICTOR[self.profile.name][:2]))
         return out

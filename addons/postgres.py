@@ -5,6 +5,11 @@ The CloudNativePG operator (upstream chart, CRDs included) runs in the layer's n
 on production, on the default StorageClass. Each enabled layer that declares `databases` gets a
 login role and a `Database` it owns; the role's password is generated (pulumi-random) into a
 `kubernetes.io/basic-auth` Secret. Consumers copy it into their namespace from the generated value.
+
+Backups (`backups: true`, default): the Barman Cloud plugin (CNPG-I; the in-tree `barmanObjectStore`
+is deprecated in 1.30 and removed in 1.31) archives WAL continuously and takes a daily base backup
+into the object store's `postgres-backups` bucket, with generated keys on kind/existing and the
+cluster's workload identity on the clouds. The plugin's TLS comes from cert-manager.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from typing import Any
 
 from pydantic import Field
 
-from addons.base import Generated, KubeObject, Layer, Workload, ref, resources
+from addons.base import Generated, KubeObject, Layer, Release, Workload, ref, resources
 from modules.config import ConfigError, LayerOptions, PlatformSpec, Quantity
 from modules.cluster import Capabilities
 from modules.k8s import MANAGED_BY
@@ -22,6 +27,10 @@ from modules.versions import VERSIONS
 API = "postgresql.cnpg.io/v1"
 CLUSTER = "platform-db"
 PORT = 5432
+BACKUP_BUCKET = "postgres-backups"
+BACKUP_STORE = f"{CLUSTER}-backups"  # barmancloud.cnpg.io ObjectStore
+BACKUP_SECRET = f"{CLUSTER}-backup-s3"
+BARMAN_PLUGIN = "barman-cloud.cloudnative-pg.io"
 
 # operator (cpu, memory, memory limit) and per PostgreSQL instance
 _SIZES = {
@@ -36,6 +45,10 @@ class PostgresOptions(LayerOptions):
     instances: int | None = Field(None, ge=1, le=9, description="PostgreSQL instances (default: 1 laptop, 3 production)")
     storageSize: Quantity | None = Field(None, description="volume per instance (default: 5Gi laptop, 50Gi production)")
     storageClass: str = Field("", description="StorageClass (default: the cluster's default class)")
+    backups: bool = Field(True, description="WAL archiving and daily base backups to the object store")
+    backupSchedule: str = Field("0 0 2 * * *", pattern=r"^(\S+ ){5}\S+$",
+                                description="base backup schedule, six-field cron (seconds first)")
+    backupRetention: str = Field("30d", pattern=r"^[1-9][0-9]*[dwm]$", description="how long backups are kept")
 
 
 class Postgres(Layer):
@@ -43,12 +56,17 @@ class Postgres(Layer):
     component = "Postgres"
     description = "CloudNativePG operator and the platform's PostgreSQL cluster, one database and role per layer."
     chart = "cloudnative-pg"
+    requires = ("cert-manager",)  # the backup plugin's TLS
+    after = ("object-store",)  # backup credentials
     Options = PostgresOptions
     default_namespace = "postgres"
 
     @classmethod
     def validate(cls, spec: PlatformSpec, caps: Capabilities) -> None:
         opts = spec.layer(cls.name)
+        if opts.backups and not spec.layer("object-store").enabled:
+            raise ConfigError("cnai:layers.postgres.backups: backups go to the object-store layer, which is disabled "
+                              "(enable it or set backups: false)")
         if opts.instances and opts.instances > 1 and caps.nodes < 2:
             raise ConfigError(f"cnai:layers.postgres.instances: {opts.instances} instances need at least 2 "
                               f"worker nodes for anti-affinity; this cluster has {caps.nodes}")
@@ -68,6 +86,10 @@ class Postgres(Layer):
         """The generated password of the role owning `database` (role name = database name)."""
         return Generated(self.name, f"role-{database}")
 
+    @property
+    def buckets(self) -> dict[str, str]:  # type: ignore[override]
+        return {BACKUP_BUCKET: "rw"} if self.options.backups else {}
+
     # -- deployment ------------------------------------------------------------------------------
     @property
     def instances(self) -> int:
@@ -75,6 +97,14 @@ class Postgres(Layer):
 
     def credentials(self) -> list[str]:
         return [f"role-{db}" for db in self.database_names()]
+
+    def releases(self) -> list[Release]:
+        out = [Release(self.chart, self.name, self.values())]
+        if self.options.backups:
+            # Same namespace as the operator, which the plugin requires.
+            out.append(Release("plugin-barman-cloud", "barman-cloud", {
+                "resources": resources(*_SIZES[self.profile.name]["operator"]), "crds": {"create": True}}))
+        return out
 
     def values(self) -> dict[str, Any]:
         size = _SIZES[self.profile.name]
@@ -88,14 +118,56 @@ class Postgres(Layer):
     def workloads(self) -> list[Workload]:
         size = _SIZES[self.profile.name]
         op, inst = size["operator"], size["instance"]
-        return [Workload("cnpg-operator", op[0], op[1], self.profile.replicas),
-                Workload(f"{CLUSTER}-instance", inst[0], inst[1], self.instances)]
+        out = [Workload("cnpg-operator", op[0], op[1], self.profile.replicas),
+               Workload(f"{CLUSTER}-instance", inst[0], inst[1], self.instances)]
+        if self.options.backups:
+            out.append(Workload("barman-cloud-plugin", op[0], op[1]))
+        return out
+
+    def _backup_objects(self) -> tuple[list[KubeObject], dict[str, Any]]:
+        """The ObjectStore (and its key Secret), and the Cluster fields that archive to it."""
+        store = self.peer("object-store").access(self.name)
+        ns, labels = self.namespace, dict(MANAGED_BY)
+        out: list[KubeObject] = []
+        config: dict[str, Any] = {"destinationPath": store.url(BACKUP_BUCKET),
+                                  "wal": {"compression": "gzip"}, "data": {"compression": "gzip"}}
+        spec: dict[str, Any] = {"configuration": config, "retentionPolicy": self.options.backupRetention}
+        if store.kind == "gcs":
+            config["googleCredentials"] = {"gkeEnvironment": True}
+        elif store.static_keys:
+            out.append(KubeObject({
+                "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                "metadata": {"name": BACKUP_SECRET, "namespace": ns, "labels": labels},
+                "stringData": {"ACCESS_KEY_ID": store.access_key, "ACCESS_SECRET_KEY": store.secret_key},
+            }, needs_after=True))
+            config["s3Credentials"] = {"accessKeyId": {"name": BACKUP_SECRET, "key": "ACCESS_KEY_ID"},
+                                       "secretAccessKey": {"name": BACKUP_SECRET, "key": "ACCESS_SECRET_KEY"}}
+        else:
+            config["s3Credentials"] = {"inheritFromIAMRole": True}
+        if store.endpoint:
+            config["endpointURL"] = store.endpoint
+            # S3-compatible stores reject the checksums newer AWS SDKs send by default.
+            spec["instanceSidecarConfiguration"] = {"env": [
+                {"name": "AWS_REQUEST_CHECKSUM_CALCULATION", "value": "when_required"},
+                {"name": "AWS_RESPONSE_CHECKSUM_VALIDATION", "value": "when_required"}]}
+        out.append(KubeObject({"apiVersion": "barmancloud.cnpg.io/v1", "kind": "ObjectStore",
+                               "metadata": {"name": BACKUP_STORE, "namespace": ns, "labels": labels}, "spec": spec},
+                              needs_chart=True, needs_after=True, wait_for=tuple(o.ref for o in out)))
+        cluster_fields: dict[str, Any] = {"plugins": [{"name": BARMAN_PLUGIN, "isWALArchiver": True,
+                                                       "parameters": {"barmanObjectName": BACKUP_STORE}}]}
+        if store.annotations:  # the instances' ServiceAccount carries the cloud identity
+            cluster_fields["serviceAccountTemplate"] = {"metadata": {"annotations": dict(store.annotations)}}
+        return out, cluster_fields
 
     def objects(self) -> list[KubeObject]:
         size = _SIZES[self.profile.name]
         ns = self.namespace
         meta = lambda name, **extra: {"name": name, "namespace": ns, "labels": {**MANAGED_BY, **extra}}  # noqa: E731
         out: list[KubeObject] = []
+        backup_fields: dict[str, Any] = {}
+        if self.options.backups:
+            backup, backup_fields = self._backup_objects()
+            out += backup
         roles = []
         for db in self.database_names():
             secret = f"{CLUSTER}-{db}"
@@ -118,6 +190,7 @@ class Postgres(Layer):
                 "resources": resources(*size["instance"]),
                 "enablePDB": self.instances > 1,
                 "managed": {"roles": roles},
+                **backup_fields,
             },
         }
         # The cluster holds every layer's data: in production `pulumi destroy` must be deliberate.
@@ -129,6 +202,14 @@ class Postgres(Layer):
                 # retain: deleting the resource keeps the data; dropping a database is a manual act.
                 "spec": {"name": db, "owner": db, "cluster": {"name": CLUSTER}, "ensure": "present",
                          "databaseReclaimPolicy": "retain"},
+            }, needs_chart=True, wait_for=(ref(cluster),)))
+        if self.options.backups:
+            out.append(KubeObject({
+                "apiVersion": API, "kind": "ScheduledBackup",
+                "metadata": {"name": f"{CLUSTER}-daily", "namespace": ns, "labels": dict(MANAGED_BY)},
+                "spec": {"cluster": {"name": CLUSTER}, "schedule": self.options.backupSchedule, "immediate": True,
+                         "method": "plugin", "pluginConfiguration": {"name": BARMAN_PLUGIN},
+                         "backupOwnerReference": "self"},
             }, needs_chart=True, wait_for=(ref(cluster),)))
         return out
 

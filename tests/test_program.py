@@ -44,11 +44,16 @@ def test_secrets_are_masked_in_the_plan():
 
 
 def test_waves_are_minimal():
-    # Charts start together unless they need another layer: postgres/object-store -> mlflow -> the
-    # KServe example (it logs to MLflow). Per-team queues wait for team namespaces.
-    assert plan("kind")["waves"] == 3
+    # Charts start together unless they need another layer: cert-manager (backup plugin TLS) -> postgres
+    # -> mlflow -> the KServe example (it logs to MLflow). Per-team queues wait for team namespaces.
+    assert plan("kind")["waves"] == 4
     off = {"enabled": False}
-    assert waves(load_spec(stack_config("kind", {"cnai:layers": {"kserve": off, "mlflow": off}})[0], "kind"), LAYERS) == 2
+
+    def waves_without(*layers):
+        return waves(load_spec(stack_config("kind", {"cnai:layers": {n: off for n in layers}})[0], "kind"), LAYERS)
+
+    assert waves_without("kserve") == 3
+    assert waves_without("kserve", "mlflow", "feast", "postgres") == 2
 
 
 def test_laptop_footprint_is_explicit_and_small():
@@ -64,4 +69,4 @@ def test_text_plan_lists_layers_sources_and_objects():
     out = text(plan("kind"))
     assert "gpu-operator   https://helm.ngc.nvidia.com/nvidia/gpu-operator v26.7.0" in out
     assert "kueue.x-k8s.io/v1beta2         ClusterQueue           platform" in out
-    assert "Requested by the profile:" in out and "deploy waves: 3" in out
+    assert "Requested by the profile:" in out and "deploy waves: 4" in out

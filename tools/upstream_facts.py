@@ -106,14 +106,24 @@ def prune(schema: Any) -> Any:
     return schema
 
 
-def build(upstream: Path, extra_subcharts: dict[str, dict[str, Path]],
-          require_subcharts: bool = True) -> dict[Path, str]:
-    """Return {fact file: content} for every pinned chart and the CRD groups it declares."""
+def build(upstreams: list[Path], extra_subcharts: dict[str, dict[str, Path]],
+          require_subcharts: bool = True, complete: bool = True) -> dict[Path, str]:
+    """Return {fact file: content} for every pinned chart and the CRD groups it declares, reading
+    each from the first upstream copy that has it. With `complete=False`, sources no copy has are
+    skipped (checking against a copy that holds only some of them)."""
     files: dict[Path, str] = {}
+    index: dict[str, Any] = {}
+    for upstream in reversed(upstreams):
+        data = json.loads((upstream / "crds" / "index.json").read_text())["groups"]
+        for group, kinds in data.items():
+            index[group] = {k: {**v, "root": upstream} for k, v in kinds.items()}
     for key, src in sorted(VERSIONS.charts.items()):
-        chart_dir = upstream / "charts" / key / src.version
-        if not chart_dir.exists():
-            raise SystemExit(f"{chart_dir}: no upstream copy of {key} {src.version}")
+        found = [u / "charts" / key / src.version for u in upstreams if (u / "charts" / key / src.version).exists()]
+        if not found:
+            if complete:
+                raise SystemExit(f"no upstream copy of {key} {src.version} in {', '.join(map(str, upstreams))}")
+            continue
+        chart_dir = found[0]
         facts = {"chart": src.chart, "version": src.version, "source": src.source,
                  "subcharts": dict(src.subcharts), **chart_facts(chart_dir, extra_subcharts.get(key, {}))}
         facts["keys"] = dict(sorted({**facts["keys"], **dict(src.template_keys)}.items()))
@@ -121,17 +131,20 @@ def build(upstream: Path, extra_subcharts: dict[str, dict[str, Path]],
         if missing and require_subcharts:
             raise SystemExit(f"{key}: pass --subchart {key}/{sorted(missing)[0]}=DIR (values of the pinned subchart)")
         files[FACTS / "values" / f"{key}.json"] = json.dumps(facts, indent=1, sort_keys=True) + "\n"
-    index = json.loads((upstream / "crds" / "index.json").read_text())["groups"]
     sources = sorted([*VERSIONS.charts.items(), *VERSIONS.manifests.items()])
     for key, src in sources:
         for group in src.crd_groups:
+            if group not in index:
+                if complete:
+                    raise SystemExit(f"no upstream CRDs of group {group} ({key})")
+                continue
             for kind, crd in sorted(index[group].items()):
                 if not crd["tag"].endswith(src.version.lstrip("v")):
                     raise SystemExit(f"{group}/{kind}: CRD copy is from {crd['tag']}, chart pinned at {src.version}")
                 for version, meta in sorted(crd["versions"].items()):
                     if not meta.get("served"):
                         continue
-                    schema = json.loads((upstream / "crds" / meta["file"]).read_text())
+                    schema = json.loads((crd["root"] / "crds" / meta["file"]).read_text())
                     doc = {"group": group, "kind": kind, "version": version, "scope": crd["scope"],
                            "storage": bool(meta.get("storage")), "deprecated": bool(meta.get("deprecated")),
                            "source": f"{crd['repo']}@{crd['tag']}:{crd['path']}", "schema": prune(schema)}
@@ -141,7 +154,9 @@ def build(upstream: Path, extra_subcharts: dict[str, dict[str, Path]],
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--upstream", type=Path, default=ROOT.parent / "shared" / "upstream")
+    ap.add_argument("--upstream", type=Path, action="append",
+                    help="upstream copy (charts/, crds/index.json); repeat to combine, first wins "
+                         "(default: ../shared/upstream)")
     ap.add_argument("--subchart", action="append", default=[], metavar="CHART/NAME=DIR")
     ap.add_argument("--check", action="store_true", help="compare with the committed facts instead of writing")
     args = ap.parse_args(argv)
@@ -150,15 +165,16 @@ def main(argv: list[str] | None = None) -> int:
         target, _, path = item.partition("=")
         chart, _, name = target.partition("/")
         subs.setdefault(chart, {})[name] = Path(path)
+    args.upstream = args.upstream or [ROOT.parent / "shared" / "upstream"]
     if args.check:
         # The shared copy has no subchart values: compare everything but the subchart keys.
-        files = build(args.upstream, subs, require_subcharts=False)
+        files = build(args.upstream, subs, require_subcharts=False, complete=False)
         stale = [str(p.relative_to(ROOT)) for p, text in files.items()
                  if not p.exists() or _strip(p.read_text()) != _strip(text)]
         if stale:
             print("upstream facts are stale: " + ", ".join(stale), file=sys.stderr)
             return 1
-        print(f"upstream facts match {args.upstream} ({len(files)} files)")
+        print(f"upstream facts match {', '.join(map(str, args.upstream))} ({len(files)} files checked)")
         return 0
     files = build(args.upstream, subs)
     for path, text in files.items():
