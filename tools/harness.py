@@ -44,7 +44,7 @@ class Recording:
     stack: str
     spec: Any = None  # the validated PlatformSpec the program ran with
     registrations: list[Registration] = field(default_factory=list)
-    outputs: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)  # stack exports (resolved; secrets marked)
 
     def by_type(self, type_: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == type_]
@@ -179,7 +179,14 @@ def run(stack: str, overrides: dict[str, Any] | None = None) -> Recording:
     pulumi.runtime.set_mocks(_Mocks(), PROJECT, stack, preview=False, monitor=_Recorder(recording))
 
     def program():
-        recording.outputs = build(spec)
+        # Resolve every stack export, keeping secrets marked as the engine stores them.
+        def record(key, out):
+            flagged = pulumi.Output.all(out, pulumi.Output.from_input(out.is_secret()))
+            return flagged.apply(lambda t: recording.outputs.__setitem__(
+                key, {_SECRET_SIG[0]: _SECRET_SIG[1], "value": t[0]} if t[1] else t[0]))
+
+        exports = build(spec)
+        return pulumi.Output.all(*[record(k, pulumi.Output.from_input(v)) for k, v in exports.items()])
 
     pulumi.runtime.test(program)()
     recording.registrations.sort(key=lambda r: r.urn)
