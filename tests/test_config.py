@@ -42,6 +42,20 @@ BAD = [
     ({"cnai:kind": {"workers": 20}}, "cnai:kind.workers", "less than or equal to 8"),
     ({"cnai:layers": {"gpu-operator": {"namespace": "GPU"}}}, "cnai:layers.gpu-operator.namespace", "namespace name"),
     ({"cnai:environment": "existing", "cnai:gpu": {"enabled": True}}, "cnai:existing.gpuNodes", "at least 1"),
+    ({"cnai:layers": {"mlflow": {"enabled": False}}}, "cnai:layers.kserve.example", "needs layer mlflow"),
+    ({"cnai:layers": {"object-store": {"enabled": False}}}, "cnai:layers.mlflow.enabled", "requires object-store"),
+    ({"cnai:layers": {"object-store": {"enabled": False}, "feast": {"enabled": False}, "mlflow": {"enabled": False},
+                      "kserve": {"example": False}}}, "cnai:layers.postgres.backups", "object-store layer"),
+    ({"cnai:layers": {"postgres": {"instances": 3}}}, "cnai:layers.postgres.instances", "at least 2 worker nodes"),
+    ({"cnai:layers": {"postgres": {"backupSchedule": "0 2 * * *"}}}, "cnai:layers.postgres.backupSchedule",
+     "must match"),
+    ({"cnai:layers": {"postgres": {"backupRetention": "30 days"}}}, "cnai:layers.postgres.backupRetention",
+     "must match"),
+    ({"cnai:layers": {"kserve": {"deploymentMode": "Serverless"}}}, "cnai:layers.kserve.deploymentMode",
+     "'Standard' or 'Knative'"),
+    ({"cnai:layers": {"kserve": {"values": {"kserve": {}}}}}, "cnai:layers.kserve.values.kserve",
+     "allowed: one of kserve-crd, kserve-resources, kserve-runtime-configs"),
+    ({"cnai:layers": {"object-store": {"size": "big"}}}, "cnai:layers.object-store.size", "Kubernetes quantity"),
 ]
 
 
