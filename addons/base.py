@@ -30,7 +30,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from modules import k8s as kube
-from modules.cluster import Capabilities, Cluster
+from modules.cluster import Capabilities, Cluster, WorkloadIdentity
 from modules.config import ConfigError, LayerOptions, PlatformSpec
 from modules.profiles import PROFILES, Profile
 from modules.versions import VERSIONS, ChartSource, ManifestSource
@@ -221,6 +221,28 @@ class Layer:
 
     def outputs(self) -> dict[str, Any]:
         return {}
+
+    @classmethod
+    def bucket_needs(cls, spec: PlatformSpec) -> dict[str, str]:
+        """Buckets this layer uses with these options -> "rw" | "ro"."""
+        return dict(cls.buckets)
+
+    @classmethod
+    def service_accounts(cls, spec: PlatformSpec) -> tuple[tuple[str, str], ...]:
+        """(namespace, ServiceAccount) pairs its cloud-reaching pods run as."""
+        return ()
+
+    @classmethod
+    def layer_namespace(cls, spec: PlatformSpec) -> str:
+        return spec.layer(cls.name).namespace or cls.default_namespace or ""
+
+    @classmethod
+    def identity(cls, spec: PlatformSpec) -> WorkloadIdentity | None:
+        """What the cloud must grant this layer's pods (None: nothing)."""
+        buckets = cls.bucket_needs(spec)
+        if not buckets:
+            return None
+        return WorkloadIdentity(cls.name, cls.service_accounts(spec), buckets)
 
     # -- derived -------------------------------------------------------------------------------
     def final_releases(self) -> list[Release]:

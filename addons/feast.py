@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import Field
 
 from addons.base import KubeObject, Layer, Workload, resources
-from modules.config import LayerOptions
+from modules.config import LayerOptions, PlatformSpec
 from modules.k8s import MANAGED_BY
 
 API = "feast.dev/v1"
@@ -55,6 +55,10 @@ class Feast(Layer):
     # The operator renders FeatureStore containers without container-level security contexts.
     pod_security = "baseline"
     pod_security_reason = "the Feast operator sets no container securityContext on FeatureStore pods"
+
+    @classmethod
+    def service_accounts(cls, spec: PlatformSpec) -> tuple[tuple[str, str], ...]:
+        return ((cls.layer_namespace(spec), f"feast-{STORE}"),)  # the operator's name for the servers
 
     def _env(self) -> dict[str, Any]:
         pg = self.peer("postgres")

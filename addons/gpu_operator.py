@@ -79,11 +79,14 @@ class GpuOperator(Layer):
         tolerations = list(c.gpu_tolerations) or [GPU_TAINT]
         mig = c.gpu_sharing == "mig"
         sharing = c.gpu_sharing == "time-slicing"
-        return {
+        toolkit: dict[str, Any] = {"enabled": not c.gpu_toolkit_preinstalled, "resources": self._size("toolkit")}
+        if c.containerd_config_file:
+            toolkit["env"] = [{"name": "RUNTIME_CONFIG_SOURCE", "value": "file"}]
+        values: dict[str, Any] = {
             "operator": {"resources": self._size("operator"), "tolerations": [], "affinity": _NOT_CONTROL_PLANE},
             "daemonsets": {"tolerations": tolerations},
             "driver": {"enabled": not c.gpu_drivers_preinstalled, "resources": self._size("driver")},
-            "toolkit": {"enabled": not c.gpu_toolkit_preinstalled, "resources": self._size("toolkit")},
+            "toolkit": toolkit,
             "devicePlugin": {"resources": self._size("device-plugin"), **self._sharing_config(sharing)},
             "gfd": {"resources": self._size("gfd")},
             "validator": {"resources": self._size("validator")},
@@ -99,6 +102,11 @@ class GpuOperator(Layer):
                 "worker": self._nfd_worker(tolerations),
             },
         }
+        if c.gpu_driver_root:  # the cloud installed the driver outside /run/nvidia/driver (GKE)
+            values["hostPaths"] = {"driverInstallDir": c.gpu_driver_root}
+            values["toolkit"]["installDir"] = c.gpu_driver_root
+            values["cdi"] = {"enabled": True}
+        return values
 
     @staticmethod
     def _sharing_config(sharing: bool) -> dict[str, Any]:
@@ -115,14 +123,25 @@ class GpuOperator(Layer):
         return worker
 
     def objects(self) -> list[KubeObject]:
+        out: list[KubeObject] = []
+        if self.caps.critical_pods_need_quota:
+            # GKE admits system-node-critical/system-cluster-critical pods outside kube-system only
+            # where a ResourceQuota scoped to those priority classes exists.
+            out.append(KubeObject({
+                "apiVersion": "v1", "kind": "ResourceQuota",
+                "metadata": {"name": "gpu-operator-critical-pods", "namespace": self.namespace},
+                "spec": {"hard": {"pods": "100"}, "scopeSelector": {"matchExpressions": [{
+                    "operator": "In", "scopeName": "PriorityClass",
+                    "values": ["system-node-critical", "system-cluster-critical"]}]}},
+            }, before_chart=True))
         if self.caps.gpu_sharing != "time-slicing":
-            return []
+            return out
         config = {"version": "v1", "flags": {"migStrategy": "none"},
                   "sharing": {"timeSlicing": {"resources": [{"name": GPU_RESOURCE, "replicas": self.caps.gpu_replicas}]}}}
         cm = {"apiVersion": "v1", "kind": "ConfigMap",
               "metadata": {"name": TIME_SLICING_CONFIG, "namespace": self.namespace},
               "data": {"any": yaml.safe_dump(config, sort_keys=True)}}
-        return [KubeObject(cm, before_chart=True)]
+        return out + [KubeObject(cm, before_chart=True)]
 
     def release_timeout(self) -> int:
         # Building the driver on the node takes minutes; without it the operator is up in seconds.

@@ -84,6 +84,16 @@ class KServe(Layer):
                 raise ConfigError(f"cnai:layers.kserve.example: the example model needs layer {missing[0]}, which is "
                                   f"disabled (enable it or set example: false)")
 
+    @classmethod
+    def service_accounts(cls, spec: PlatformSpec) -> tuple[tuple[str, str], ...]:
+        return tuple((ns, SERVICE_ACCOUNT) for ns in cls.serving_namespaces(spec))
+
+    @classmethod
+    def serving_namespaces(cls, spec: PlatformSpec) -> list[str]:
+        """Namespaces that get the `kserve-models` ServiceAccount: the example's and every team's."""
+        teams = [t.namespace for t in spec.teams] if spec.layer("teams").enabled else []
+        return ([EXAMPLE_NAMESPACE] if spec.layer(cls.name).example else []) + teams
+
     # -- releases --------------------------------------------------------------------------------
     @property
     def knative(self) -> bool:
@@ -157,10 +167,6 @@ class KServe(Layer):
         store = self.peers.get("object-store")
         return store.access(self.name) if store else None
 
-    def _serving_namespaces(self) -> list[str]:
-        teams = [t.namespace for t in self.spec.teams] if "teams" in self.peers else []
-        return ([EXAMPLE_NAMESPACE] if self.options.example else []) + teams
-
     def _storage_objects(self, ns: str) -> list[KubeObject]:
         store = self._store()
         if store is None:
@@ -199,7 +205,7 @@ class KServe(Layer):
         if self.options.example:
             out.append(KubeObject(namespace(EXAMPLE_NAMESPACE, {PLATFORM_LABEL: self.name,
                                                                 **pod_security("restricted")})))
-        for ns in self._serving_namespaces():
+        for ns in self.serving_namespaces(self.spec):
             out += self._storage_objects(ns)
         if self.options.example:
             out += self._example()

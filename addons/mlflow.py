@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import Field
 
 from addons.base import Generated, KubeObject, Layer, Workload, resources
-from modules.config import LayerOptions
+from modules.config import LayerOptions, PlatformSpec
 from modules.k8s import MANAGED_BY
 
 RELEASE = "mlflow"
@@ -41,6 +41,10 @@ class Mlflow(Layer):
     buckets = {"mlflow": "rw"}
     Options = MlflowOptions
     default_namespace = "mlflow"
+
+    @classmethod
+    def service_accounts(cls, spec: PlatformSpec) -> tuple[tuple[str, str], ...]:
+        return ((cls.layer_namespace(spec), RELEASE),)  # the chart's ServiceAccount is its fullname
 
     @property
     def tracking_uri(self) -> str:

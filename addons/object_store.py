@@ -108,7 +108,7 @@ class ObjectStore(Layer):
 
     def consumers(self) -> dict[str, dict[str, str]]:
         """Enabled layers that use buckets -> {bucket: access}."""
-        return {name: dict(layer.buckets) for name, layer in sorted(self.peers.items()) if layer.buckets}
+        return {name: needs for name, layer in sorted(self.peers.items()) if (needs := layer.bucket_needs(self.spec))}
 
     def bucket_names(self) -> list[str]:
         return sorted({b for buckets in self.consumers().values() for b in buckets})
@@ -119,7 +119,7 @@ class ObjectStore(Layer):
         return f"http://{svc}.{self.namespace}.svc.cluster.local:{S3_PORT}"
 
     def access(self, layer: str) -> Access:
-        wanted = self.peers[layer].buckets
+        wanted = self.peers[layer].bucket_needs(self.spec)
         cloud = self.caps.cloud_storage
         if cloud:
             return Access(kind=cloud.kind, region=cloud.region,

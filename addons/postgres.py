@@ -86,9 +86,13 @@ class Postgres(Layer):
         """The generated password of the role owning `database` (role name = database name)."""
         return Generated(self.name, f"role-{database}")
 
-    @property
-    def buckets(self) -> dict[str, str]:  # type: ignore[override]
-        return {BACKUP_BUCKET: "rw"} if self.options.backups else {}
+    @classmethod
+    def bucket_needs(cls, spec: PlatformSpec) -> dict[str, str]:
+        return {BACKUP_BUCKET: "rw"} if spec.layer(cls.name).backups else {}
+
+    @classmethod
+    def service_accounts(cls, spec: PlatformSpec) -> tuple[tuple[str, str], ...]:
+        return ((cls.layer_namespace(spec), CLUSTER),)  # CloudNativePG runs instances as the cluster's name
 
     # -- deployment ------------------------------------------------------------------------------
     @property

@@ -20,6 +20,18 @@ _MIG_SLICES = {1: 7, 2: 3, 3: 2, 4: 1, 7: 1}
 
 
 @dataclass(frozen=True)
+class WorkloadIdentity:
+    """What one layer's pods need from a cloud: buckets (and how), and the ServiceAccounts they run as.
+    Cloud cluster modules turn it into a scoped role (EKS Pod Identity) or a Google service account
+    bound through Workload Identity."""
+
+    layer: str
+    subjects: tuple[tuple[str, str], ...]  # (namespace, service account)
+    buckets: dict[str, str] = field(default_factory=dict)  # platform bucket -> "rw" | "ro"
+    permissions: tuple[str, ...] = ()  # named extra grants, e.g. "node-autoscaling"
+
+
+@dataclass(frozen=True)
 class CloudStorage:
     """Buckets a cloud cluster module created, and how workloads reach them without static keys."""
 
@@ -54,6 +66,18 @@ class Capabilities:
     # every pod that requests nvidia.com/gpu, so GPU runtimes and notebooks need no explicit toleration.
     gpu_toleration_injected: bool = False
     cloud_storage: CloudStorage | None = None  # None: the object-store layer runs a store in the cluster
+    # Who adds nodes: "cluster-autoscaler" (EKS node groups; the layer of that name runs it),
+    # "provider" (GKE node auto-scaling), or "none" (kind, existing).
+    node_autoscaling: str = "none"
+    cluster_name: str = ""  # the cloud's name of the cluster (autoscaler discovery)
+    region: str = ""
+    # GPU driver installed by the cloud under this host path (GKE's installer); the operator's
+    # toolkit and validator look for it there instead of the default /run/nvidia/driver.
+    gpu_driver_root: str = ""
+    # containerd reads its runtime config from file (GKE >= 1.33 needs RUNTIME_CONFIG_SOURCE=file).
+    containerd_config_file: bool = False
+    # The cloud admits system-node-critical pods only in namespaces with a quota for them (GKE).
+    critical_pods_need_quota: bool = False
 
     @property
     def gpus(self) -> int:

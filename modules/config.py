@@ -12,7 +12,8 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model, field_validator,
+                      model_validator)
 
 from modules.versions import VERSIONS
 
@@ -33,7 +34,15 @@ _PATTERN_HELP = {
     _NAMESPACE_OR_EMPTY: "must be empty or a namespace name (lowercase letters, digits and '-')",
     r"^[a-z0-9.-]+$": "must be a MIG profile name such as all-1g.10gb",
     r"^[A-Za-z0-9._-]*$": "must be a GPU product label value such as NVIDIA-A100-SXM4-40GB",
+    r"^([a-z]{2}(-[a-z]+)+-[0-9])?$": "must be a cloud region such as us-west-2 or europe-west4",
+    r"^([a-z][-a-z0-9]{4,28}[a-z0-9])?$": "must be a Google Cloud project id",
+    r"^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/.+$": "must be an IAM role or user ARN",
+    r"^([0-9]{1,3}\.){3}[0-9]{1,3}/[0-9]{1,2}$": "must be an IPv4 CIDR such as 10.0.0.0/16",
+    r"^([a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?)?$": "must be empty or a bucket name prefix (lowercase letters, digits, '-')",
 }
+_CIDR = r"^([0-9]{1,3}\.){3}[0-9]{1,3}/[0-9]{1,2}$"
+_BUCKET_PREFIX = r"^([a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?)?$"
+Cidr = Annotated[str, Field(pattern=_CIDR)]
 
 
 class ConfigError(Exception):
@@ -141,6 +150,110 @@ class ExistingCluster(Strict):
     loadBalancer: bool = False
 
 
+class Pool(Strict):
+    """Node pool sizes shared by the cloud clusters (the autoscaler moves between min and max)."""
+
+    min: int = Field(0, ge=0, le=1000)
+    max: int = Field(2, ge=1, le=1000)
+    diskSize: int = Field(200, ge=20, le=16384, description="root disk GiB (images of GPU frameworks are large)")
+    spot: bool = Field(False, description="spot/preemptible capacity (cheaper, can be reclaimed)")
+    labels: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _min_max(self):
+        if self.min > self.max:
+            raise ValueError(f"min {self.min} must not exceed max {self.max}")
+        return self
+
+
+class EksSystemPool(Pool):
+    instanceTypes: tuple[str, ...] = Field(("m6i.xlarge",), strict=False, min_length=1)
+    min: int = Field(2, ge=1, le=1000)
+    max: int = Field(4, ge=1, le=1000)
+    diskSize: int = Field(50, ge=20, le=16384)
+
+
+class EksGpuPool(Pool):
+    name: DnsLabel = "gpu"
+    instanceTypes: tuple[str, ...] = Field(("g6.xlarge",), strict=False, min_length=1,
+                                           description="NVIDIA GPU instance types with the same GPU count")
+
+
+class EksNetwork(Strict):
+    cidr: Cidr = "10.0.0.0/16"
+    natGateways: Literal["single", "perAz"] = Field("single", description="perAz survives an AZ outage")
+    vpcId: str = Field("", description="adopt this VPC instead of creating one (with the subnet ids)")
+    privateSubnetIds: tuple[str, ...] = Field((), strict=False)
+    publicSubnetIds: tuple[str, ...] = Field((), strict=False)
+
+
+class Endpoint(Strict):
+    public: bool = True
+    private: bool = True
+    publicCidrs: tuple[Cidr, ...] = Field(("0.0.0.0/0",), strict=False, description="who may reach the public API endpoint")
+
+
+class EksCluster(Strict):
+    name: DnsLabel = "cnai"
+    region: str = Field("", pattern=r"^([a-z]{2}(-[a-z]+)+-[0-9])?$")
+    availabilityZones: tuple[str, ...] = Field((), strict=False, description="at least two")
+    network: EksNetwork = EksNetwork()
+    endpoint: Endpoint = Endpoint()
+    adminPrincipals: tuple[Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/.+$")], ...] = \
+        Field((), strict=False, description="IAM principals given cluster-admin access entries")
+    logTypes: tuple[Literal["api", "audit", "authenticator", "controllerManager", "scheduler"], ...] = \
+        Field(("api", "audit", "authenticator"), strict=False)
+    systemPool: EksSystemPool = EksSystemPool()
+    gpuPools: tuple[EksGpuPool, ...] = Field((EksGpuPool(),), strict=False)
+    bucketPrefix: str = Field("", pattern=_BUCKET_PREFIX, description="bucket name prefix (default cnai-<stack>)")
+
+
+class GkeSystemPool(Pool):
+    machineType: str = "e2-standard-4"
+    min: int = Field(1, ge=1, le=1000)
+    max: int = Field(3, ge=1, le=1000)
+    diskSize: int = Field(100, ge=20, le=16384)
+
+
+class GkeGpuPool(Pool):
+    name: DnsLabel = "gpu"
+    machineType: str = "g2-standard-8"
+    acceleratorType: str = "nvidia-l4"
+    acceleratorCount: int = Field(1, ge=1, le=16)
+
+
+class GkeNetwork(Strict):
+    subnetCidr: Cidr = "10.10.0.0/20"
+    podsCidr: Cidr = "10.20.0.0/14"
+    servicesCidr: Cidr = "10.30.0.0/20"
+    network: str = Field("", description="adopt this VPC network (with subnetwork and range names)")
+    subnetwork: str = ""
+    podsRangeName: str = "pods"
+    servicesRangeName: str = "services"
+
+
+class AuthorizedNetwork(Strict):
+    cidr: Cidr
+    name: str = ""
+
+
+class GkeCluster(Strict):
+    name: DnsLabel = "cnai"
+    project: str = Field("", pattern=r"^([a-z][-a-z0-9]{4,28}[a-z0-9])?$")
+    region: str = Field("", pattern=r"^([a-z]{2}(-[a-z]+)+-[0-9])?$")
+    zones: tuple[str, ...] = Field((), strict=False, description="node zones (default: the region's)")
+    releaseChannel: Literal["RAPID", "REGULAR", "STABLE"] = "REGULAR"
+    network: GkeNetwork = GkeNetwork()
+    masterAuthorizedNetworks: tuple[AuthorizedNetwork, ...] = Field((), strict=False,
+                                                                    description="empty: the public endpoint is open")
+    privateEndpoint: bool = Field(False, description="control plane reachable only from the VPC")
+    gpuDriver: Literal["gke", "operator"] = Field("gke", description="who installs the NVIDIA driver")
+    systemPool: GkeSystemPool = GkeSystemPool()
+    gpuPools: tuple[GkeGpuPool, ...] = Field((GkeGpuPool(),), strict=False)
+    bucketPrefix: str = Field("", pattern=_BUCKET_PREFIX, description="bucket name prefix (default cnai-<stack>)")
+    bucketLocation: str = Field("", description="GCS location (default: the region)")
+
+
 # ---------------------------------------------------------------------------------------------
 # Layer options: each layer module declares a subclass; `layers` is assembled from the registry.
 
@@ -158,7 +271,7 @@ class PlatformSpec(Strict):
     """The whole validated stack config (namespace `cnai:`)."""
 
     stack: str = "dev"
-    environment: Literal["kind", "existing"]
+    environment: Literal["kind", "existing", "eks", "gke"]
     kubernetesVersion: str = VERSIONS.kubernetes_default
     profile: Literal["laptop", "production"] = "laptop"
     gpu: Gpu = Gpu()
@@ -166,6 +279,8 @@ class PlatformSpec(Strict):
     layers: Any = None  # replaced per registry by `spec_model()`
     kind: KindCluster = KindCluster()
     existing: ExistingCluster = ExistingCluster()
+    eks: EksCluster = EksCluster()
+    gke: GkeCluster = GkeCluster()
 
     @field_validator("kubernetesVersion")
     @classmethod

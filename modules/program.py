@@ -8,12 +8,12 @@ import pulumi
 
 from addons import LAYERS
 from addons.base import Layer, LayerComponent, check_requirements, ordered
-from modules import existing, kind
+from modules import eks, existing, kind
 from modules.config import ConfigError, PlatformSpec, parse_spec, read_config, spec_model
-from modules.cluster import Capabilities
+from modules.cluster import Capabilities, WorkloadIdentity
 from modules.versions import VERSIONS
 
-CLUSTERS = {"kind": kind, "existing": existing}
+CLUSTERS = {"kind": kind, "existing": existing, "eks": eks}
 SpecModel = spec_model({name: cls.Options for name, cls in LAYERS.items()})
 
 
@@ -38,16 +38,24 @@ def validate(spec: PlatformSpec) -> None:
         raise ConfigError(f"cnai:kubernetesVersion: no pinned kind node image for {spec.kubernetesVersion}")
     if spec.environment == "existing" and gpu.enabled and spec.existing.gpuNodes == 0:
         raise ConfigError("cnai:existing.gpuNodes: must be at least 1 when cnai:gpu.enabled is true")
-    caps = CLUSTERS[spec.environment].capabilities(spec)
+    module = CLUSTERS[spec.environment]
+    if hasattr(module, "validate"):
+        module.validate(spec)
+    caps = module.capabilities(spec, identities(spec))
     for name in spec.enabled_layers():
         LAYERS[name].validate(spec, caps)
     for layer in resolve(spec)[1]:  # every values builder runs (and may refuse) before any resource exists
         layer.final_releases()
 
 
+def identities(spec: PlatformSpec) -> tuple[WorkloadIdentity, ...]:
+    """What each enabled layer's pods need from a cloud (buckets, permissions) and who they run as."""
+    return tuple(i for name in spec.enabled_layers() if (i := LAYERS[name].identity(spec)))
+
+
 def resolve(spec: PlatformSpec) -> tuple[Capabilities, list[Layer]]:
     """The cluster's capabilities and the enabled layers, instantiated in dependency order."""
-    caps = CLUSTERS[spec.environment].capabilities(spec)
+    caps = CLUSTERS[spec.environment].capabilities(spec, identities(spec))
     layers = [LAYERS[name](spec, caps) for name in ordered(spec, LAYERS)]
     peers = {layer.name: layer for layer in layers}
     for layer in layers:
@@ -59,7 +67,7 @@ def build(spec: PlatformSpec | None = None) -> dict[str, Any]:
     """Register every resource of the platform for a spec from `load_spec` (already validated)."""
     spec = spec or load_spec()
     _, planned = resolve(spec)
-    cluster = CLUSTERS[spec.environment].create(spec)
+    cluster = CLUSTERS[spec.environment].create(spec, identities(spec))
     deployed: dict[str, LayerComponent] = {}
     generated: dict[tuple[str, str], pulumi.Output[str]] = {}  # credentials, filled as layers deploy
     for layer in planned:

@@ -38,3 +38,8 @@ def values_of(rec: Recording, release: str) -> dict:
     from tools.harness import normalize
 
     return normalize(rec.get("kubernetes:helm.sh/v3:Release", release).inputs["values"], reveal=True)
+
+
+def pytest_configure(config):
+    # pulumi-aws warns at import about its own deprecated resource classes, which the platform does not use.
+    config.addinivalue_line("filterwarnings", r"ignore::DeprecationWarning:pulumi_aws\..*")

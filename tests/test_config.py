@@ -17,7 +17,7 @@ from tools.harness import ROOT, run, stack_config
 BAD = [
     # (overrides of stacks/Pulumi.kind.yaml, expected key, expected fragment of the message)
     ({"cnai:profle": "laptop"}, "cnai:profle", "unknown config key"),
-    ({"cnai:environment": "minikube"}, "cnai:environment", "'kind' or 'existing'"),
+    ({"cnai:environment": "minikube"}, "cnai:environment", "'kind', 'existing', 'eks' or 'gke'"),
     ({"cnai:profile": "huge"}, "cnai:profile", "'laptop' or 'production'"),
     ({"cnai:kubernetesVersion": "1.29"}, "cnai:kubernetesVersion", "must be one of 1.33"),
     ({"cnai:gpu": {"enabled": True, "count": 0}}, "cnai:gpu.count", "greater than or equal to 1"),

@@ -19,7 +19,10 @@ def deps(rec, reg):
 def test_every_layer_resource_is_parented_by_its_component(recording):
     for reg in recording.registrations:
         if reg.type.startswith("kubernetes:") and reg.type != "pulumi:providers:kubernetes":
-            assert recording.layer_of(reg), f"{reg.type} {reg.name} has no layer component parent"
+            # Kubernetes objects belong to a layer, or to the cluster module that prepares the cluster.
+            owners = [a.type for a in recording.ancestors(reg)]
+            assert recording.layer_of(reg) or any(t.startswith("cnai:modules:") for t in owners), \
+                f"{reg.type} {reg.name} has no layer or cluster component parent"
     components = {r.name: r.type for r in recording.registrations if r.type.startswith("cnai:addons:")}
     assert components == {name: f"cnai:addons:{LAYERS[name].component}" for name in recording.spec.enabled_layers()}
     assert {"cert-manager", "kueue", "teams", "object-store", "postgres", "mlflow"} <= set(components)

@@ -20,7 +20,7 @@ from pulumi.runtime.config import set_all_config
 
 from modules.versions import ROOT
 
-warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"pulumi\..*")
+warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"pulumi(_[a-z]+)?(\..*)?$")
 
 PROJECT = "cnai"
 SECRET = "[secret]"
@@ -102,6 +102,37 @@ def mock_password(name: str) -> str:
     return f"mockpw{name.replace('-', '')}"
 
 
+ACCOUNT = "123456789012"
+
+
+def _cloud_outputs(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+    """The computed outputs the cloud modules read, as the providers would return them."""
+    name, typ, inputs = args.name, args.typ, args.inputs
+    out: dict[str, Any] = {}
+    if typ.startswith("aws:"):
+        service = typ.split(":")[1].split("/")[0]
+        out["arn"] = f"arn:aws:{service}:us-west-2:{ACCOUNT}:{name}"
+    if typ == "aws:iam/role:Role":
+        out["arn"] = f"arn:aws:iam::{ACCOUNT}:role/{name}"
+        out["name"] = name
+    if typ == "aws:s3/bucket:Bucket":
+        out["arn"] = f"arn:aws:s3:::{inputs.get('bucket')}"
+    if typ == "aws:eks/cluster:Cluster":
+        out["endpoint"] = f"https://{name}.eks.example"
+        out["certificateAuthority"] = {"data": "Q0EK"}
+    if typ == "aws:eks/nodeGroup:NodeGroup":
+        out["resources"] = [{"autoscalingGroups": [{"name": f"eks-{name}-asg"}]}]
+    if typ == "aws:ec2/launchTemplate:LaunchTemplate":
+        out["latestVersion"] = 1
+    if typ == "gcp:container/cluster:Cluster":
+        out["endpoint"] = "203.0.113.10"
+        out["masterAuth"] = {"clusterCaCertificate": "Q0EK"}
+    if typ == "gcp:serviceaccount/account:Account":
+        out["email"] = f"{inputs.get('accountId')}@{inputs.get('project', 'project')}.iam.gserviceaccount.com"
+        out["name"] = f"projects/{inputs.get('project', 'project')}/serviceAccounts/{out['email']}"
+    return out
+
+
 class _Mocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         outputs = dict(args.inputs)
@@ -111,6 +142,8 @@ class _Mocks(pulumi.runtime.Mocks):
         if args.typ == "random:index/randomPassword:RandomPassword":
             # A recognisable value, so tests can prove it never appears outside a secret.
             outputs["result"] = mock_password(args.name)
+        if args.typ.startswith(("aws:", "gcp:")):
+            outputs.update(_cloud_outputs(args))
         if args.typ == "kubernetes:helm.sh/v3:Release":
             outputs["status"] = {"name": args.inputs.get("name"), "namespace": args.inputs.get("namespace"),
                                  "status": "deployed", "version": args.inputs.get("version")}

@@ -11,6 +11,7 @@ Bad config: exit code 2 and one line on stderr.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections import Counter
@@ -62,7 +63,7 @@ def plan(stack: str) -> dict[str, Any]:
         "environment": spec.environment,
         "kubernetesVersion": spec.kubernetesVersion,
         "profile": spec.profile,
-        "capabilities": normalize(caps.__dict__),
+        "capabilities": normalize(dataclasses.asdict(caps)),
         "layers": [{
             "name": layer.name, "requires": list(layer.requires),
             "after": [a for a in layer.after if a in spec.enabled_layers()],

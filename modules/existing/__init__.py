@@ -11,11 +11,11 @@ import os
 import pulumi
 import pulumi_kubernetes as k8s
 
-from modules.cluster import GPU_TAINT, Capabilities, Cluster
+from modules.cluster import GPU_TAINT, Capabilities, Cluster, WorkloadIdentity
 from modules.config import PlatformSpec
 
 
-def capabilities(spec: PlatformSpec) -> Capabilities:
+def capabilities(spec: PlatformSpec, identities: tuple[WorkloadIdentity, ...] = ()) -> Capabilities:
     e, gpu = spec.existing, spec.gpu
     return Capabilities(
         nodes=e.nodes,
@@ -52,7 +52,7 @@ class ExistingCluster(pulumi.ComponentResource):
         self.register_outputs({"kubeconfig": self.kubeconfig, "context": e.context})
 
 
-def create(spec: PlatformSpec) -> Cluster:
+def create(spec: PlatformSpec, identities: tuple[WorkloadIdentity, ...] = ()) -> Cluster:
     c = ExistingCluster(spec)
     return Cluster(name=spec.existing.context or spec.stack, provider=c.provider, kubeconfig=c.kubeconfig,
                    capabilities=capabilities(spec), outputs={"context": spec.existing.context})

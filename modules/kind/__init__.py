@@ -17,7 +17,7 @@ import pulumi_command as command
 import pulumi_kubernetes as k8s
 import yaml
 
-from modules.cluster import GPU_RESOURCE, GPU_TAINT, Capabilities, Cluster
+from modules.cluster import GPU_RESOURCE, GPU_TAINT, Capabilities, Cluster, WorkloadIdentity
 from modules.config import PlatformSpec
 from modules.profiles import PROFILES
 from modules.versions import VERSIONS
@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 GPU_NODE_LABELS = {"nvidia.com/gpu.present": "true", "platform.cnai.dev/pool": "gpu"}
 
 
-def capabilities(spec: PlatformSpec) -> Capabilities:
+def capabilities(spec: PlatformSpec, identities: tuple[WorkloadIdentity, ...] = ()) -> Capabilities:
     gpu = spec.gpu
     return Capabilities(
         nodes=cpu_workers(spec) + (1 if gpu.enabled else 0),
@@ -142,7 +142,7 @@ class KindCluster(pulumi.ComponentResource):
         self.register_outputs({"name": name, "kubeconfig": self.kubeconfig, "nodeImage": node_image(spec)})
 
 
-def create(spec: PlatformSpec) -> Cluster:
+def create(spec: PlatformSpec, identities: tuple[WorkloadIdentity, ...] = ()) -> Cluster:
     kind = KindCluster(spec)
     return Cluster(name=spec.kind.clusterName, provider=kind.provider, kubeconfig=kind.kubeconfig,
                    capabilities=capabilities(spec), ready=list(kind.gpu_setup),

@@ -1,0 +1,377 @@
+"""EKS cluster module (pulumi-aws): network, control plane, node groups, buckets and identities.
+
+- Network: a VPC over the configured availability zones (>= 2) with public subnets for load balancers,
+  private subnets for nodes and NAT (one gateway, or one per zone); or an adopted VPC and subnets.
+- Control plane at the stack's Kubernetes version, API access (public CIDRs / private) from config,
+  control-plane logs, secrets envelope-encrypted with a KMS key, access entries for admin principals,
+  deletion protection in production.
+- Managed node groups: a system group and GPU groups (AL2023 NVIDIA AMI: driver and toolkit on the
+  image), IMDSv2 required with hop limit 1, encrypted gp3 root volumes, GPU label and
+  `nvidia.com/gpu=present:NoSchedule` taint. GPU groups may scale from zero: Cluster Autoscaler learns
+  their labels, taint and GPU count from node-template tags on the groups' Auto Scaling groups.
+- EBS CSI driver (add-on) with a default encrypted gp3 StorageClass; EKS Pod Identity agent.
+- S3 buckets for the layers that use buckets: KMS-encrypted, versioned, public access blocked,
+  protected (and not force-destroyed) in production. Each such layer gets an IAM role allowed only
+  on its buckets, associated with its ServiceAccounts through EKS Pod Identity: no static keys, and
+  no annotations the layers need to know about.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+import yaml
+
+from modules.cluster import GPU_RESOURCE, GPU_TAINT, Capabilities, CloudStorage, Cluster, WorkloadIdentity
+from modules.config import ConfigError, EksGpuPool, PlatformSpec
+
+# NVIDIA GPUs per instance for the EC2 GPU instance types the platform accepts.
+GPU_INSTANCES: dict[str, int] = {
+    **{f"g4dn.{s}": 1 for s in ("xlarge", "2xlarge", "4xlarge", "8xlarge", "16xlarge")},
+    "g4dn.12xlarge": 4, "g4dn.metal": 8,
+    **{f"{f}.{s}": 1 for f in ("g5", "g6", "g6e") for s in ("xlarge", "2xlarge", "4xlarge", "8xlarge", "16xlarge")},
+    **{f"{f}.{s}": 4 for f in ("g5", "g6", "g6e") for s in ("12xlarge", "24xlarge")},
+    **{f"{f}.48xlarge": 8 for f in ("g5", "g6", "g6e")},
+    "p4d.24xlarge": 8, "p4de.24xlarge": 8, "p5.4xlarge": 1, "p5.48xlarge": 8, "p5e.48xlarge": 8,
+    "p5en.48xlarge": 8, "p6-b200.48xlarge": 8,
+}
+GPU_LABELS = {"nvidia.com/gpu.present": "true"}
+POOL_LABEL = "platform.cnai.dev/pool"
+STORAGE_CLASS = "gp3"
+ADMIN_POLICY = "arn:aws:iam::aws:policy/AmazonEKSClusterAdminPolicy"
+
+
+def bucket_prefix(spec: PlatformSpec) -> str:
+    return spec.eks.bucketPrefix or f"cnai-{spec.stack}"
+
+
+def gpus_per_node(pool: EksGpuPool) -> int:
+    return GPU_INSTANCES[pool.instanceTypes[0]]
+
+
+def validate(spec: PlatformSpec) -> None:
+    e = spec.eks
+    if not e.region:
+        raise ConfigError("cnai:eks.region: is required for environment eks (for example us-west-2)")
+    if len(e.availabilityZones) < 2 and not e.network.vpcId:
+        raise ConfigError("cnai:eks.availabilityZones: list at least two zones of the region "
+                          f"(for example {e.region}a, {e.region}b)")
+    for i, az in enumerate(e.availabilityZones):
+        if not (az.startswith(e.region) and len(az) == len(e.region) + 1 and az[-1].isalpha()):
+            raise ConfigError(f"cnai:eks.availabilityZones[{i}]: {az!r} is not a zone of {e.region}")
+    if e.network.vpcId and not (len(e.network.privateSubnetIds) >= 2 and e.network.publicSubnetIds):
+        raise ConfigError("cnai:eks.network.privateSubnetIds: an adopted VPC needs at least two private subnet ids "
+                          "(in different zones) and the public subnet ids")
+    if not (e.endpoint.public or e.endpoint.private):
+        raise ConfigError("cnai:eks.endpoint.private: at least one of public and private endpoint access must be on")
+    names = [p.name for p in e.gpuPools]
+    for i, pool in enumerate(e.gpuPools):
+        for t in pool.instanceTypes:
+            if t not in GPU_INSTANCES:
+                known = ", ".join(sorted({k.split(".")[0] for k in GPU_INSTANCES}))
+                raise ConfigError(f"cnai:eks.gpuPools[{i}].instanceTypes: {t!r} is not a known NVIDIA GPU instance "
+                                  f"type (families: {known})")
+        counts = {GPU_INSTANCES[t] for t in pool.instanceTypes}
+        if len(counts) > 1:
+            raise ConfigError(f"cnai:eks.gpuPools[{i}].instanceTypes: types in one pool must have the same GPU "
+                              f"count (got {sorted(counts)}); use one pool per size")
+        if names.count(pool.name) > 1:
+            raise ConfigError(f"cnai:eks.gpuPools[{i}].name: pool {pool.name!r} is declared twice")
+    if spec.gpu.enabled and not e.gpuPools:
+        raise ConfigError("cnai:eks.gpuPools: cnai:gpu.enabled is true but no GPU pool is configured")
+    per_node = {gpus_per_node(p) for p in e.gpuPools}
+    if spec.gpu.enabled and len(per_node) > 1:
+        raise ConfigError("cnai:eks.gpuPools: all GPU pools must have the same GPUs per node "
+                          f"(got {sorted(per_node)}); quotas and MIG/time-slicing settings are per node")
+
+
+def capabilities(spec: PlatformSpec, identities: tuple[WorkloadIdentity, ...] = ()) -> Capabilities:
+    e, gpu = spec.eks, spec.gpu
+    pools = e.gpuPools if gpu.enabled else ()
+    buckets = sorted({b for ident in identities for b in ident.buckets})
+    return Capabilities(
+        nodes=e.systemPool.min,
+        gpu_nodes=sum(p.max for p in pools),
+        gpus_per_node=gpus_per_node(pools[0]) if pools else 0,
+        # AL2023 NVIDIA AMIs ship the driver and the container toolkit.
+        gpu_drivers_preinstalled=True,
+        gpu_toolkit_preinstalled=True,
+        gpu_node_selector=dict(GPU_LABELS),
+        gpu_tolerations=(GPU_TAINT,),
+        gpu_nodes_labelled=True,
+        default_storage_class=STORAGE_CLASS,
+        load_balancer=True,
+        mig_supported=True,
+        gpu_sharing=gpu.sharing.mode if gpu.enabled else "none",
+        gpu_replicas=gpu.sharing.replicas,
+        mig_strategy=gpu.sharing.migStrategy,
+        mig_profile=gpu.sharing.migProfile,
+        gpu_toleration_injected=True,  # EKS runs the ExtendedResourceToleration admission plugin
+        # Pod Identity: associations name the ServiceAccounts, so the accounts need no annotations.
+        cloud_storage=CloudStorage(kind="s3", region=e.region,
+                                   buckets={b: f"{bucket_prefix(spec)}-{b}" for b in buckets},
+                                   identities={i.layer: {} for i in identities}),
+        node_autoscaling="cluster-autoscaler",
+        cluster_name=e.name,
+        region=e.region,
+    )
+
+
+def _subnets(cidr: str, zones: int) -> tuple[list[str], list[str]]:
+    """Private /19s for nodes and pods (VPC CNI uses subnet IPs), public /22s for load balancers."""
+    net = ipaddress.ip_network(cidr)
+    halves = list(net.subnets(new_prefix=net.prefixlen + 1))
+    private = [str(s) for s in list(halves[0].subnets(new_prefix=min(32, net.prefixlen + 3)))[:zones]]
+    public = [str(s) for s in list(halves[1].subnets(new_prefix=min(32, net.prefixlen + 6)))[:zones]]
+    return private, public
+
+
+def _assume(service: str) -> str:
+    actions = ["sts:AssumeRole", "sts:TagSession"]
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": service}, "Action": actions}]})
+
+
+_S3_ACTIONS = {
+    "ro": ["s3:GetObject", "s3:GetObjectVersion"],
+    "rw": ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+}
+_AUTOSCALING = [
+    {"Effect": "Allow", "Resource": "*", "Action": [
+        "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
+        "autoscaling:DescribeLaunchConfigurations", "autoscaling:DescribeScalingActivities",
+        "autoscaling:DescribeTags", "ec2:DescribeImages", "ec2:DescribeInstanceTypes",
+        "ec2:DescribeLaunchTemplateVersions", "ec2:GetInstanceTypesFromInstanceRequirements",
+        "eks:DescribeNodegroup"]},
+    {"Effect": "Allow", "Resource": "*", "Action": [
+        "autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"],
+     "Condition": {"StringEquals": {"aws:ResourceTag/k8s.io/cluster-autoscaler/enabled": "true"}}},
+]
+
+
+def policy_document(ident: WorkloadIdentity, bucket_names: dict[str, str], key_arn: str) -> str:
+    """Least privilege for one layer: its buckets (list + object actions by access), the bucket key."""
+    statements: list[dict[str, Any]] = []
+    for bucket, mode in sorted(ident.buckets.items()):
+        arn = f"arn:aws:s3:::{bucket_names[bucket]}"
+        statements.append({"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation"], "Resource": arn})
+        statements.append({"Effect": "Allow", "Action": _S3_ACTIONS[mode], "Resource": f"{arn}/*"})
+    if ident.buckets:
+        statements.append({"Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": key_arn})
+    if "node-autoscaling" in ident.permissions:
+        statements += _AUTOSCALING
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+def node_template_tags(cluster: str, pool: EksGpuPool) -> dict[str, str]:
+    """Auto Scaling group tags Cluster Autoscaler reads to build a node while the group is empty."""
+    prefix = "k8s.io/cluster-autoscaler/node-template"
+    tags = {f"{prefix}/label/{k}": v for k, v in {**GPU_LABELS, POOL_LABEL: pool.name, **pool.labels}.items()}
+    tags[f"{prefix}/taint/{GPU_RESOURCE}"] = f"present:{GPU_TAINT['effect']}"
+    tags[f"{prefix}/resources/{GPU_RESOURCE}"] = str(gpus_per_node(pool))
+    tags["k8s.io/cluster-autoscaler/enabled"] = "true"
+    tags[f"k8s.io/cluster-autoscaler/{cluster}"] = "owned"
+    return tags
+
+
+def kubeconfig(name: str, endpoint: str, ca: str, region: str) -> str:
+    """A kubeconfig that authenticates with `aws eks get-token` (AWS CLI, the caller's credentials)."""
+    return yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": name,
+        "clusters": [{"name": name, "cluster": {"server": endpoint, "certificate-authority-data": ca}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+        "users": [{"name": name, "user": {"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1beta1", "command": "aws",
+            "args": ["eks", "get-token", "--cluster-name", name, "--region", region, "--output", "json"]}}}],
+    }, sort_keys=False)
+
+
+class EksCluster(pulumi.ComponentResource):
+    """An EKS cluster with its network, node groups, storage, buckets and workload identities."""
+
+    def __init__(self, spec: PlatformSpec, identities: tuple[WorkloadIdentity, ...],
+                 opts: pulumi.ResourceOptions | None = None):
+        e = spec.eks
+        super().__init__("cnai:modules:EksCluster", e.name, None, opts)
+        production = spec.profile == "production"
+        caps = capabilities(spec, identities)
+        self.aws = aws.Provider("aws", region=e.region, opts=pulumi.ResourceOptions(parent=self))
+        child = pulumi.ResourceOptions(parent=self, provider=self.aws)
+        stateful = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(protect=production))
+        tags = {"platform.cnai.dev/stack": spec.stack, "platform.cnai.dev/cluster": e.name}
+
+        def opt(**kw) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(**kw))
+
+        # -- network ----------------------------------------------------------------------------
+        if e.network.vpcId:
+            vpc_id: Any = e.network.vpcId
+            private_ids: list[Any] = list(e.network.privateSubnetIds)
+            public_ids: list[Any] = list(e.network.publicSubnetIds)
+        else:
+            vpc = aws.ec2.Vpc("vpc", cidr_block=e.network.cidr, enable_dns_hostnames=True, enable_dns_support=True,
+                              tags={**tags, "Name": e.name}, opts=child)
+            vpc_id = vpc.id
+            igw = aws.ec2.InternetGateway("igw", vpc_id=vpc.id, tags=tags, opts=child)
+            public_rt = aws.ec2.RouteTable("public", vpc_id=vpc.id, tags=tags, opts=child,
+                                           routes=[{"cidr_block": "0.0.0.0/0", "gateway_id": igw.id}])
+            private_cidrs, public_cidrs = _subnets(e.network.cidr, len(e.availabilityZones))
+            public_ids, private_ids, nats = [], [], []
+            shared = {f"kubernetes.io/cluster/{e.name}": "shared"}
+            for i, az in enumerate(e.availabilityZones):
+                pub = aws.ec2.Subnet(f"public-{az}", vpc_id=vpc.id, cidr_block=public_cidrs[i], availability_zone=az,
+                                     map_public_ip_on_launch=False, opts=child,
+                                     tags={**tags, **shared, "kubernetes.io/role/elb": "1", "Name": f"{e.name}-public-{az}"})
+                aws.ec2.RouteTableAssociation(f"public-{az}", subnet_id=pub.id, route_table_id=public_rt.id, opts=child)
+                public_ids.append(pub.id)
+                if e.network.natGateways == "perAz" or i == 0:
+                    eip = aws.ec2.Eip(f"nat-{az}", domain="vpc", tags=tags, opts=child)
+                    nats.append(aws.ec2.NatGateway(f"nat-{az}", allocation_id=eip.id, subnet_id=pub.id, tags=tags,
+                                                   opts=opt(depends_on=[igw])))
+                priv = aws.ec2.Subnet(f"private-{az}", vpc_id=vpc.id, cidr_block=private_cidrs[i], availability_zone=az,
+                                      opts=child, tags={**tags, **shared, "kubernetes.io/role/internal-elb": "1",
+                                                        "Name": f"{e.name}-private-{az}"})
+                rt = aws.ec2.RouteTable(f"private-{az}", vpc_id=vpc.id, tags=tags, opts=child,
+                                        routes=[{"cidr_block": "0.0.0.0/0", "nat_gateway_id": nats[-1].id}])
+                aws.ec2.RouteTableAssociation(f"private-{az}", subnet_id=priv.id, route_table_id=rt.id, opts=child)
+                private_ids.append(priv.id)
+
+        # -- control plane ----------------------------------------------------------------------
+        self.key = aws.kms.Key("secrets", description=f"{e.name}: EKS secrets and platform buckets",
+                               enable_key_rotation=True, deletion_window_in_days=30, tags=tags, opts=stateful)
+        cluster_role = aws.iam.Role("cluster", assume_role_policy=_assume("eks.amazonaws.com"), tags=tags, opts=child)
+        attach = aws.iam.RolePolicyAttachment("cluster", role=cluster_role.name, opts=child,
+                                              policy_arn="arn:aws:iam::aws:policy/AmazonEKSClusterPolicy")
+        self.cluster = aws.eks.Cluster(
+            "cluster", name=e.name, version=spec.kubernetesVersion, role_arn=cluster_role.arn,
+            vpc_config={"subnet_ids": private_ids, "endpoint_private_access": e.endpoint.private,
+                        "endpoint_public_access": e.endpoint.public,
+                        "public_access_cidrs": list(e.endpoint.publicCidrs) if e.endpoint.public else None},
+            access_config={"authentication_mode": "API", "bootstrap_cluster_creator_admin_permissions": True},
+            encryption_config={"provider": {"key_arn": self.key.arn}, "resources": ["secrets"]},
+            enabled_cluster_log_types=list(e.logTypes),
+            deletion_protection=production,
+            tags=tags,
+            opts=pulumi.ResourceOptions.merge(stateful, pulumi.ResourceOptions(depends_on=[attach])),
+        )
+        for i, arn in enumerate(e.adminPrincipals):
+            entry = aws.eks.AccessEntry(f"admin-{i}", cluster_name=self.cluster.name, principal_arn=arn, opts=child)
+            aws.eks.AccessPolicyAssociation(f"admin-{i}", cluster_name=self.cluster.name, principal_arn=arn,
+                                            policy_arn=ADMIN_POLICY, access_scope={"type": "cluster"},
+                                            opts=opt(depends_on=[entry]))
+
+        # -- nodes ------------------------------------------------------------------------------
+        node_role = aws.iam.Role("nodes", assume_role_policy=_assume("ec2.amazonaws.com"), tags=tags, opts=child)
+        node_policies = [aws.iam.RolePolicyAttachment(f"nodes-{p}", role=node_role.name, opts=child,
+                                                      policy_arn=f"arn:aws:iam::aws:policy/{p}")
+                         for p in ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly",
+                                   "AmazonEKS_CNI_Policy")]
+
+        def launch_template(name: str, disk: int) -> aws.ec2.LaunchTemplate:
+            return aws.ec2.LaunchTemplate(
+                name, tags=tags, opts=child, update_default_version=True,
+                # IMDSv2 only, one hop: pods cannot borrow the node's role.
+                metadata_options={"http_endpoint": "enabled", "http_tokens": "required",
+                                  "http_put_response_hop_limit": 1},
+                block_device_mappings=[{"device_name": "/dev/xvda", "ebs": {
+                    "volume_size": disk, "volume_type": "gp3", "encrypted": "true", "delete_on_termination": "true"}}],
+            )
+
+        def node_group(name: str, ami: str, types: tuple[str, ...], pool: Any, labels: dict[str, str],
+                       taints: list[dict[str, str]], desired: int) -> aws.eks.NodeGroup:
+            lt = launch_template(f"nodes-{name}", pool.diskSize)
+            return aws.eks.NodeGroup(
+                name, cluster_name=self.cluster.name, node_group_name=name, node_role_arn=node_role.arn,
+                subnet_ids=private_ids, ami_type=ami, instance_types=list(types),
+                capacity_type="SPOT" if pool.spot else "ON_DEMAND",
+                scaling_config={"min_size": pool.min, "max_size": pool.max, "desired_size": desired},
+                launch_template={"id": lt.id, "version": lt.latest_version.apply(str)},
+                labels=labels, taints=taints, update_config={"max_unavailable": 1}, tags=tags,
+                # The autoscaler owns the desired size once the group exists.
+                opts=opt(depends_on=node_policies, ignore_changes=["scalingConfig.desiredSize"]),
+            )
+
+        system = e.systemPool
+        self.system = node_group("system", "AL2023_x86_64_STANDARD", system.instanceTypes, system,
+                                 {POOL_LABEL: "system", **system.labels}, [], system.min)
+        self.gpu_groups: list[aws.eks.NodeGroup] = []
+        for pool in (e.gpuPools if spec.gpu.enabled else ()):
+            ng = node_group(f"gpu-{pool.name}", "AL2023_x86_64_NVIDIA", pool.instanceTypes, pool,
+                            {**GPU_LABELS, POOL_LABEL: pool.name, **pool.labels},
+                            [{"key": GPU_RESOURCE, "value": "present", "effect": "NO_SCHEDULE"}], pool.min)
+            self.gpu_groups.append(ng)
+            asg = ng.resources.apply(lambda r: r[0].autoscaling_groups[0].name)
+            for i, (k, v) in enumerate(sorted(node_template_tags(e.name, pool).items())):
+                aws.autoscaling.Tag(f"gpu-{pool.name}-tag-{i}", autoscaling_group_name=asg, opts=child,
+                                    tag={"key": k, "value": v, "propagate_at_launch": False})
+
+        # -- add-ons and storage ----------------------------------------------------------------
+        agent = aws.eks.Addon("pod-identity-agent", cluster_name=self.cluster.name, addon_name="eks-pod-identity-agent",
+                              opts=opt(depends_on=[self.system]))
+        ebs_role = aws.iam.Role("ebs-csi", assume_role_policy=_assume("pods.eks.amazonaws.com"), tags=tags, opts=child)
+        aws.iam.RolePolicyAttachment("ebs-csi", role=ebs_role.name, opts=child,
+                                     policy_arn="arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy")
+        ebs = aws.eks.Addon("ebs-csi", cluster_name=self.cluster.name, addon_name="aws-ebs-csi-driver",
+                            pod_identity_associations=[{"role_arn": ebs_role.arn,
+                                                        "service_account": "ebs-csi-controller-sa"}],
+                            opts=opt(depends_on=[agent]))
+
+        # -- buckets and identities -------------------------------------------------------------
+        names = caps.cloud_storage.buckets
+        self.buckets: dict[str, aws.s3.Bucket] = {}
+        for bucket, name in names.items():
+            b = aws.s3.Bucket(f"bucket-{bucket}", bucket=name, force_destroy=not production, tags=tags, opts=stateful)
+            aws.s3.BucketVersioning(f"bucket-{bucket}", bucket=b.id, opts=child,
+                                    versioning_configuration={"status": "Enabled"})
+            aws.s3.BucketServerSideEncryptionConfiguration(f"bucket-{bucket}", bucket=b.id, opts=child, rules=[{
+                "apply_server_side_encryption_by_default": {"sse_algorithm": "aws:kms",
+                                                            "kms_master_key_id": self.key.arn},
+                "bucket_key_enabled": True}])
+            aws.s3.BucketPublicAccessBlock(f"bucket-{bucket}", bucket=b.id, block_public_acls=True,
+                                           block_public_policy=True, ignore_public_acls=True,
+                                           restrict_public_buckets=True, opts=child)
+            self.buckets[bucket] = b
+        self.roles: dict[str, aws.iam.Role] = {}
+        for ident in identities:
+            role = aws.iam.Role(f"layer-{ident.layer}", assume_role_policy=_assume("pods.eks.amazonaws.com"),
+                                tags=tags, opts=child)
+            aws.iam.RolePolicy(f"layer-{ident.layer}", role=role.id, opts=child,
+                               policy=self.key.arn.apply(lambda arn, i=ident: policy_document(i, names, arn)))
+            for ns, sa in ident.subjects:
+                aws.eks.PodIdentityAssociation(f"{ident.layer}-{ns}-{sa}", cluster_name=self.cluster.name,
+                                               namespace=ns, service_account=sa, role_arn=role.arn,
+                                               opts=opt(depends_on=[agent]))
+            self.roles[ident.layer] = role
+
+        # -- Kubernetes access ------------------------------------------------------------------
+        self.kubeconfig = pulumi.Output.secret(pulumi.Output.all(
+            self.cluster.name, self.cluster.endpoint, self.cluster.certificate_authority.apply(lambda ca: ca.data)
+        ).apply(lambda a: kubeconfig(a[0], a[1], a[2], e.region)))
+        self.provider = k8s.Provider("eks", kubeconfig=self.kubeconfig, enable_server_side_apply=True,
+                                     opts=pulumi.ResourceOptions(parent=self, depends_on=[self.system]))
+        self.storage_class = k8s.storage.v1.StorageClass(
+            "gp3", metadata={"name": STORAGE_CLASS,
+                             "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+            provisioner="ebs.csi.aws.com", volume_binding_mode="WaitForFirstConsumer", allow_volume_expansion=True,
+            reclaim_policy="Retain" if production else "Delete",
+            parameters={"type": "gp3", "encrypted": "true"},
+            opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[ebs]))
+        self.ready: list[pulumi.Resource] = [self.system, self.storage_class, agent]
+        self.outputs = {
+            "endpoint": self.cluster.endpoint,
+            "region": e.region,
+            "buckets": dict(names),
+            "roles": {layer: role.arn for layer, role in self.roles.items()},
+        }
+        self.register_outputs({"name": e.name, "kubeconfig": self.kubeconfig, **self.outputs})
+
+
+def create(spec: PlatformSpec, identities: tuple[WorkloadIdentity, ...] = ()) -> Cluster:
+    c = EksCluster(spec, identities)
+    return Cluster(name=spec.eks.name, provider=c.provider, kubeconfig=c.kubeconfig,
+                   capabilities=capabilities(spec, identities), ready=c.ready, outputs=c.outputs)
