@@ -34,7 +34,7 @@ _PATTERN_HELP = {
     _NAMESPACE_OR_EMPTY: "must be empty or a namespace name (lowercase letters, digits and '-')",
     r"^[a-z0-9.-]+$": "must be a MIG profile name such as all-1g.10gb",
     r"^[A-Za-z0-9._-]*$": "must be a GPU product label value such as NVIDIA-A100-SXM4-40GB",
-    r"^([a-z]{2}(-[a-z]+)+-[0-9])?$": "must be a cloud region such as us-west-2 or europe-west4",
+    r"^([a-z]+(-[a-z]+)+-?[0-9])?$": "must be a cloud region such as us-west-2 or europe-west4",
     r"^([a-z][-a-z0-9]{4,28}[a-z0-9])?$": "must be a Google Cloud project id",
     r"^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/.+$": "must be an IAM role or user ARN",
     r"^([0-9]{1,3}\.){3}[0-9]{1,3}/[0-9]{1,2}$": "must be an IPv4 CIDR such as 10.0.0.0/16",
@@ -195,7 +195,7 @@ class Endpoint(Strict):
 
 class EksCluster(Strict):
     name: DnsLabel = "cnai"
-    region: str = Field("", pattern=r"^([a-z]{2}(-[a-z]+)+-[0-9])?$")
+    region: str = Field("", pattern=r"^([a-z]+(-[a-z]+)+-?[0-9])?$")
     availabilityZones: tuple[str, ...] = Field((), strict=False, description="at least two")
     network: EksNetwork = EksNetwork()
     endpoint: Endpoint = Endpoint()
@@ -240,7 +240,7 @@ class AuthorizedNetwork(Strict):
 class GkeCluster(Strict):
     name: DnsLabel = "cnai"
     project: str = Field("", pattern=r"^([a-z][-a-z0-9]{4,28}[a-z0-9])?$")
-    region: str = Field("", pattern=r"^([a-z]{2}(-[a-z]+)+-[0-9])?$")
+    region: str = Field("", pattern=r"^([a-z]+(-[a-z]+)+-?[0-9])?$")
     zones: tuple[str, ...] = Field((), strict=False, description="node zones (default: the region's)")
     releaseChannel: Literal["RAPID", "REGULAR", "STABLE"] = "REGULAR"
     network: GkeNetwork = GkeNetwork()

@@ -8,12 +8,12 @@ import pulumi
 
 from addons import LAYERS
 from addons.base import Layer, LayerComponent, check_requirements, ordered
-from modules import eks, existing, kind
+from modules import eks, existing, gke, kind
 from modules.config import ConfigError, PlatformSpec, parse_spec, read_config, spec_model
 from modules.cluster import Capabilities, WorkloadIdentity
 from modules.versions import VERSIONS
 
-CLUSTERS = {"kind": kind, "existing": existing, "eks": eks}
+CLUSTERS = {"kind": kind, "existing": existing, "eks": eks, "gke": gke}
 SpecModel = spec_model({name: cls.Options for name, cls in LAYERS.items()})
 
 

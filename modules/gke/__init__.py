@@ -1,0 +1,283 @@
+"""GKE cluster module (pulumi-gcp): network, cluster, node pools, buckets and identities.
+
+- Network: a custom-mode VPC with a subnet carrying secondary ranges for pods and services
+  (VPC-native), private nodes reaching out through Cloud NAT; or an adopted network/subnetwork.
+- Regional cluster on a release channel with the stack's Kubernetes version as the minimum, Workload
+  Identity, Shielded nodes, private nodes, authorized networks for the control plane, deletion
+  protection in production. The default node pool is removed; pools are managed separately.
+- Node pools: a system pool and GPU pools (accelerator type and count, spot, autoscaling from zero,
+  `nvidia.com/gpu=present:NoSchedule` taint). GKE's node auto-scaling knows a pool's shape while it is
+  empty, so no separate autoscaler runs. GPU drivers are installed by GKE (`gpuDriver: gke`) or by the
+  GPU operator (`operator`, Ubuntu nodes); either way GKE's own device plugin is switched off so the
+  operator's (time-slicing, MIG, GFD) is the only one, and the GPU operator layer follows the choice
+  through capabilities (driver root, containerd config source, critical-pod quota).
+- GCS buckets (uniform access, versioning, public access prevention, protected in production) and
+  one Google service account per layer that uses buckets, bound to that layer's Kubernetes service
+  accounts through Workload Identity and granted only on its buckets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_gcp as gcp
+import pulumi_kubernetes as k8s
+import yaml
+
+from modules.cluster import GPU_RESOURCE, GPU_TAINT, Capabilities, CloudStorage, Cluster, WorkloadIdentity
+from modules.config import ConfigError, PlatformSpec
+
+# Accelerator type -> machine families that carry it (GKE GPU platforms).
+ACCELERATORS: dict[str, tuple[str, ...]] = {
+    "nvidia-tesla-t4": ("n1",), "nvidia-tesla-v100": ("n1",), "nvidia-tesla-p4": ("n1",),
+    "nvidia-l4": ("g2",), "nvidia-tesla-a100": ("a2",), "nvidia-a100-80gb": ("a2",),
+    "nvidia-h100-80gb": ("a3",), "nvidia-h100-mega-80gb": ("a3",), "nvidia-h200-141gb": ("a3",),
+    "nvidia-b200": ("a4",), "nvidia-rtx-pro-6000": ("g4",),
+}
+GPU_LABELS = {"nvidia.com/gpu.present": "true"}
+POOL_LABEL = "platform.cnai.dev/pool"
+# The operator's device plugin replaces GKE's (needed for time-slicing/MIG through the operator).
+NO_GKE_DEVICE_PLUGIN = {"gke-no-default-nvidia-gpu-device-plugin": "true"}
+GKE_DRIVER_ROOT = "/home/kubernetes/bin/nvidia"
+STORAGE_CLASS = "standard-rwo"
+BUCKET_ROLES = {"rw": "roles/storage.objectUser", "ro": "roles/storage.objectViewer"}
+NODE_ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter", "roles/monitoring.viewer",
+              "roles/artifactregistry.reader", "roles/autoscaling.metricsWriter")
+
+
+def bucket_prefix(spec: PlatformSpec) -> str:
+    return spec.gke.bucketPrefix or f"cnai-{spec.stack}"
+
+
+def account_id(cluster: str, layer: str) -> str:
+    """A Google service account id (6-30 characters) for a layer of this cluster."""
+    return f"{cluster}-{layer}"[:30].rstrip("-")
+
+
+def validate(spec: PlatformSpec) -> None:
+    g = spec.gke
+    if not g.project:
+        raise ConfigError("cnai:gke.project: is required for environment gke (the Google Cloud project id)")
+    if not g.region:
+        raise ConfigError("cnai:gke.region: is required for environment gke (for example europe-west4)")
+    for i, zone in enumerate(g.zones):
+        if not zone.startswith(g.region + "-"):
+            raise ConfigError(f"cnai:gke.zones[{i}]: {zone!r} is not a zone of {g.region}")
+    if g.network.network and not g.network.subnetwork:
+        raise ConfigError("cnai:gke.network.subnetwork: an adopted network needs its subnetwork (with pods and "
+                          "services secondary ranges)")
+    names = [p.name for p in g.gpuPools]
+    for i, pool in enumerate(g.gpuPools):
+        families = ACCELERATORS.get(pool.acceleratorType)
+        if families is None:
+            raise ConfigError(f"cnai:gke.gpuPools[{i}].acceleratorType: {pool.acceleratorType!r} is not a known "
+                              f"NVIDIA accelerator (known: {', '.join(sorted(ACCELERATORS))})")
+        if pool.machineType.split("-")[0] not in families:
+            raise ConfigError(f"cnai:gke.gpuPools[{i}].machineType: {pool.acceleratorType} runs on "
+                              f"{'/'.join(families)} machines, not {pool.machineType}")
+        if names.count(pool.name) > 1:
+            raise ConfigError(f"cnai:gke.gpuPools[{i}].name: pool {pool.name!r} is declared twice")
+    if spec.gpu.enabled and not g.gpuPools:
+        raise ConfigError("cnai:gke.gpuPools: cnai:gpu.enabled is true but no GPU pool is configured")
+    if spec.gpu.enabled and len({p.acceleratorCount for p in g.gpuPools}) > 1:
+        raise ConfigError("cnai:gke.gpuPools: all GPU pools must have the same acceleratorCount; quotas and "
+                          "sharing settings are per node")
+    if g.gpuDriver == "gke" and spec.gpu.sharing.mode == "mig":
+        raise ConfigError("cnai:gpu.sharing.mode: mig through the GPU operator needs cnai:gke.gpuDriver: operator "
+                          "(GKE-installed drivers take MIG partitions from the node pool instead)")
+
+
+def _zones_count(spec: PlatformSpec) -> int:
+    return len(spec.gke.zones) or 3  # a regional cluster spreads pools over the region's zones (3 by default)
+
+
+def capabilities(spec: PlatformSpec, identities: tuple[WorkloadIdentity, ...] = ()) -> Capabilities:
+    g, gpu = spec.gke, spec.gpu
+    pools = g.gpuPools if gpu.enabled else ()
+    zones = _zones_count(spec)
+    buckets = sorted({b for ident in identities for b in ident.buckets})
+    gke_driver = g.gpuDriver == "gke"
+    return Capabilities(
+        nodes=g.systemPool.min * zones,
+        gpu_nodes=sum(p.max for p in pools) * zones,  # pool sizes are per zone
+        gpus_per_node=pools[0].acceleratorCount if pools else 0,
+        gpu_drivers_preinstalled=gke_driver,
+        gpu_toolkit_preinstalled=False,
+        gpu_node_selector=dict(GPU_LABELS),
+        gpu_tolerations=(GPU_TAINT,),
+        gpu_nodes_labelled=True,
+        default_storage_class=STORAGE_CLASS,
+        load_balancer=True,
+        mig_supported=not gke_driver,
+        gpu_sharing=gpu.sharing.mode if gpu.enabled else "none",
+        gpu_replicas=gpu.sharing.replicas,
+        mig_strategy=gpu.sharing.migStrategy,
+        mig_profile=gpu.sharing.migProfile,
+        gpu_toleration_injected=True,  # GKE adds the GPU toleration to pods that request GPUs
+        cloud_storage=CloudStorage(
+            kind="gcs", region=g.region, buckets={b: f"{bucket_prefix(spec)}-{b}" for b in buckets},
+            identities={i.layer: {"iam.gke.io/gcp-service-account":
+                                  f"{account_id(g.name, i.layer)}@{g.project}.iam.gserviceaccount.com"}
+                        for i in identities}),
+        node_autoscaling="provider",
+        cluster_name=g.name,
+        region=g.region,
+        gpu_driver_root=GKE_DRIVER_ROOT if gke_driver else "",
+        containerd_config_file=True,  # GKE >= 1.33: the toolkit must read containerd's config from file
+        critical_pods_need_quota=True,
+    )
+
+
+def kubeconfig(name: str, endpoint: str, ca: str) -> str:
+    """A kubeconfig that authenticates with gke-gcloud-auth-plugin (the caller's gcloud credentials)."""
+    return yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": name,
+        "clusters": [{"name": name, "cluster": {"server": f"https://{endpoint}", "certificate-authority-data": ca}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+        "users": [{"name": name, "user": {"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1beta1", "command": "gke-gcloud-auth-plugin",
+            "provideClusterInfo": True, "installHint": "gcloud components install gke-gcloud-auth-plugin"}}}],
+    }, sort_keys=False)
+
+
+class GkeCluster(pulumi.ComponentResource):
+    """A GKE cluster with its network, node pools, buckets and Workload Identity bindings."""
+
+    def __init__(self, spec: PlatformSpec, identities: tuple[WorkloadIdentity, ...],
+                 opts: pulumi.ResourceOptions | None = None):
+        g = spec.gke
+        super().__init__("cnai:modules:GkeCluster", g.name, None, opts)
+        production = spec.profile == "production"
+        caps = capabilities(spec, identities)
+        self.gcp = gcp.Provider("gcp", project=g.project, region=g.region, opts=pulumi.ResourceOptions(parent=self))
+        child = pulumi.ResourceOptions(parent=self, provider=self.gcp)
+        stateful = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(protect=production))
+        labels = {"platform-cnai-dev-stack": spec.stack, "platform-cnai-dev-cluster": g.name}
+
+        def opt(**kw) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(**kw))
+
+        # -- network ----------------------------------------------------------------------------
+        n = g.network
+        if n.network:
+            network: Any = n.network
+            subnetwork: Any = n.subnetwork
+        else:
+            net = gcp.compute.Network("network", name=g.name, auto_create_subnetworks=False, opts=child)
+            sub = gcp.compute.Subnetwork(
+                "nodes", name=f"{g.name}-nodes", network=net.id, region=g.region, ip_cidr_range=n.subnetCidr,
+                private_ip_google_access=True,
+                secondary_ip_ranges=[{"range_name": n.podsRangeName, "ip_cidr_range": n.podsCidr},
+                                     {"range_name": n.servicesRangeName, "ip_cidr_range": n.servicesCidr}],
+                opts=child)
+            router = gcp.compute.Router("router", name=f"{g.name}-router", network=net.id, region=g.region, opts=child)
+            gcp.compute.RouterNat("nat", name=f"{g.name}-nat", router=router.name, region=g.region,
+                                  nat_ip_allocate_option="AUTO_ONLY",
+                                  source_subnetwork_ip_ranges_to_nat="ALL_SUBNETWORKS_ALL_IP_RANGES",
+                                  log_config={"enable": True, "filter": "ERRORS_ONLY"}, opts=child)
+            network, subnetwork = net.id, sub.id
+
+        # -- cluster ----------------------------------------------------------------------------
+        node_sa = gcp.serviceaccount.Account("nodes", account_id=account_id(g.name, "nodes"), project=g.project,
+                                             display_name=f"{g.name} nodes", opts=child)
+        for role in NODE_ROLES:
+            gcp.projects.IAMMember(f"nodes-{role.split('/')[1]}", project=g.project, role=role,
+                                   member=node_sa.email.apply(lambda e: f"serviceAccount:{e}"), opts=child)
+        authorized = [{"cidr_block": a.cidr, "display_name": a.name or a.cidr} for a in g.masterAuthorizedNetworks]
+        self.cluster = gcp.container.Cluster(
+            "cluster", name=g.name, location=g.region, project=g.project,
+            node_locations=list(g.zones) or None,
+            network=network, subnetwork=subnetwork, networking_mode="VPC_NATIVE",
+            ip_allocation_policy={"cluster_secondary_range_name": n.podsRangeName,
+                                  "services_secondary_range_name": n.servicesRangeName},
+            release_channel={"channel": g.releaseChannel},
+            min_master_version=spec.kubernetesVersion,
+            remove_default_node_pool=True, initial_node_count=1,
+            workload_identity_config={"workload_pool": f"{g.project}.svc.id.goog"},
+            enable_shielded_nodes=True,
+            private_cluster_config={"enable_private_nodes": True, "enable_private_endpoint": g.privateEndpoint},
+            master_authorized_networks_config={"cidr_blocks": authorized} if authorized else None,
+            deletion_protection=production,
+            resource_labels=labels,
+            opts=stateful,
+        )
+
+        def pool(name: str, p: Any, machine: str, node_labels: dict[str, str], accel: list[dict[str, Any]] | None,
+                 taints: list[dict[str, str]], image: str) -> gcp.container.NodePool:
+            return gcp.container.NodePool(
+                name, name=name, cluster=self.cluster.id, location=g.region, project=g.project,
+                autoscaling={"min_node_count": p.min, "max_node_count": p.max},
+                initial_node_count=p.min,
+                management={"auto_repair": True, "auto_upgrade": True},
+                node_config={
+                    "machine_type": machine, "disk_size_gb": p.diskSize, "disk_type": "pd-balanced",
+                    "image_type": image, "spot": p.spot, "labels": node_labels, "taints": taints,
+                    "guest_accelerators": accel, "service_account": node_sa.email,
+                    "oauth_scopes": ["https://www.googleapis.com/auth/cloud-platform"],
+                    "workload_metadata_config": {"mode": "GKE_METADATA"},
+                    "shielded_instance_config": {"enable_secure_boot": True, "enable_integrity_monitoring": True},
+                    "metadata": {"disable-legacy-endpoints": "true"},
+                    "resource_labels": labels,
+                },
+                # The autoscaler owns the node count once the pool exists.
+                opts=opt(ignore_changes=["initialNodeCount"]),
+            )
+
+        s = g.systemPool
+        self.system = pool("system", s, s.machineType, {POOL_LABEL: "system", **s.labels}, None, [], "COS_CONTAINERD")
+        self.gpu_pools: list[gcp.container.NodePool] = []
+        driver = "DEFAULT" if g.gpuDriver == "gke" else "INSTALLATION_DISABLED"
+        image = "COS_CONTAINERD" if g.gpuDriver == "gke" else "UBUNTU_CONTAINERD"
+        for p in (g.gpuPools if spec.gpu.enabled else ()):
+            accel = [{"type": p.acceleratorType, "count": p.acceleratorCount,
+                      "gpu_driver_installation_config": {"gpu_driver_version": driver}}]
+            self.gpu_pools.append(pool(
+                f"gpu-{p.name}", p, p.machineType,
+                {**GPU_LABELS, **NO_GKE_DEVICE_PLUGIN, POOL_LABEL: p.name, **p.labels}, accel,
+                [{"key": GPU_RESOURCE, "value": "present", "effect": "NO_SCHEDULE"}], image))
+
+        # -- buckets and identities -------------------------------------------------------------
+        names = caps.cloud_storage.buckets
+        location = (g.bucketLocation or g.region).upper()
+        self.buckets: dict[str, gcp.storage.Bucket] = {}
+        for bucket, name in names.items():
+            self.buckets[bucket] = gcp.storage.Bucket(
+                f"bucket-{bucket}", name=name, location=location, project=g.project,
+                uniform_bucket_level_access=True, public_access_prevention="enforced",
+                versioning={"enabled": True}, force_destroy=not production, labels=labels, opts=stateful)
+        self.accounts: dict[str, gcp.serviceaccount.Account] = {}
+        for ident in identities:
+            sa = gcp.serviceaccount.Account(f"layer-{ident.layer}", account_id=account_id(g.name, ident.layer),
+                                            project=g.project, display_name=f"{g.name} {ident.layer}", opts=child)
+            member = sa.email.apply(lambda e: f"serviceAccount:{e}")
+            for bucket, mode in sorted(ident.buckets.items()):
+                gcp.storage.BucketIAMMember(f"{ident.layer}-{bucket}", bucket=self.buckets[bucket].name,
+                                            role=BUCKET_ROLES[mode], member=member, opts=child)
+            for ns, ksa in ident.subjects:
+                gcp.serviceaccount.IAMMember(
+                    f"{ident.layer}-{ns}-{ksa}", service_account_id=sa.name, role="roles/iam.workloadIdentityUser",
+                    member=f"serviceAccount:{g.project}.svc.id.goog[{ns}/{ksa}]",
+                    opts=opt(depends_on=[self.cluster]))  # the identity pool exists with the cluster
+            self.accounts[ident.layer] = sa
+
+        # -- Kubernetes access ------------------------------------------------------------------
+        self.kubeconfig = pulumi.Output.secret(pulumi.Output.all(
+            self.cluster.name, self.cluster.endpoint, self.cluster.master_auth.apply(lambda m: m.cluster_ca_certificate)
+        ).apply(lambda a: kubeconfig(a[0], a[1], a[2])))
+        self.provider = k8s.Provider("gke", kubeconfig=self.kubeconfig, enable_server_side_apply=True,
+                                     opts=pulumi.ResourceOptions(parent=self, depends_on=[self.system]))
+        self.ready: list[pulumi.Resource] = [self.system]
+        self.outputs = {
+            "endpoint": self.cluster.endpoint,
+            "region": g.region,
+            "buckets": dict(names),
+            "serviceAccounts": {layer: sa.email for layer, sa in self.accounts.items()},
+        }
+        self.register_outputs({"name": g.name, "kubeconfig": self.kubeconfig, **self.outputs})
+
+
+def create(spec: PlatformSpec, identities: tuple[WorkloadIdentity, ...] = ()) -> Cluster:
+    c = GkeCluster(spec, identities)
+    return Cluster(name=spec.gke.name, provider=c.provider, kubeconfig=c.kubeconfig,
+                   capabilities=capabilities(spec, identities), ready=c.ready, outputs=c.outputs)
