@@ -41,5 +41,6 @@ def values_of(rec: Recording, release: str) -> dict:
 
 
 def pytest_configure(config):
-    # pulumi-aws warns at import about its own deprecated resource classes, which the platform does not use.
+    # pulumi-aws and pulumi-gcp warn at import about their own deprecated resource classes, which the platform does not use.
     config.addinivalue_line("filterwarnings", r"ignore::DeprecationWarning:pulumi_aws\..*")
+    config.addinivalue_line("filterwarnings", r"ignore::DeprecationWarning:pulumi_gcp\..*")

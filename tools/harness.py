@@ -37,6 +37,8 @@ class Registration:
     custom: bool
     depends_on: list[str]
     inputs: dict[str, Any]
+    protect: bool = False
+    ignore_changes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -165,6 +167,7 @@ class _Recorder(mocks.MockMonitor):
                 type=request.type, name=request.name, urn=response.urn, parent=request.parent,
                 custom=bool(request.custom), depends_on=sorted(set(request.dependencies)),
                 inputs=rpc.deserialize_properties(request.object),
+                protect=bool(request.protect), ignore_changes=tuple(request.ignoreChanges),
             ))
         return response
 
