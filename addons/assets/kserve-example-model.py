@@ -12,6 +12,7 @@ import tempfile
 
 import mlflow
 import mlflow.sklearn
+from mlflow.models import infer_signature
 from mlflow.store.artifact.mlflow_artifacts_repo import MlflowArtifactsRepository
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
@@ -27,7 +28,8 @@ with mlflow.start_run(run_name="iris-logistic-regression") as run, tempfile.Temp
     mlflow.log_param("max_iter", MAX_ITER)
     mlflow.log_metric("train_accuracy", accuracy)
     local = os.path.join(tmp, "model")
-    mlflow.sklearn.save_model(model, local)
+    # The signature tells MLServer's MLflow runtime how to decode V2 inputs.
+    mlflow.sklearn.save_model(model, local, signature=infer_signature(features, model.predict(features)))
     mlflow.log_artifacts(local, artifact_path="model")
     MlflowArtifactsRepository(f"mlflow-artifacts:/{os.environ['MODEL_PATH']}").log_artifacts(local)
     print(f"run {run.info.run_id}: train_accuracy={accuracy:.3f}; model at mlflow-artifacts:/{os.environ['MODEL_PATH']}")
