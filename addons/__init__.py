@@ -2,6 +2,7 @@
 
 from addons.base import Layer
 from addons.cert_manager import CertManager
+from addons.cluster_autoscaler import ClusterAutoscaler
 from addons.feast import Feast
 from addons.gpu_operator import GpuOperator
 from addons.kserve import KServe
@@ -12,5 +13,5 @@ from addons.postgres import Postgres
 from addons.teams import Teams
 
 LAYERS: dict[str, type[Layer]] = {
-    cls.name: cls for cls in (CertManager, GpuOperator, Kueue, ObjectStore, Postgres, Mlflow, KServe, Feast, Teams)
+    cls.name: cls for cls in (CertManager, ClusterAutoscaler, GpuOperator, Kueue, ObjectStore, Postgres, Mlflow, KServe, Feast, Teams)
 }

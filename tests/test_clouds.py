@@ -133,6 +133,20 @@ def test_eks_layers_use_pod_identity_not_keys():
     assert sc["parameters"] == {"type": "gp3", "encrypted": "true"}
 
 
+def test_eks_cluster_autoscaler_discovers_the_groups_with_its_own_role():
+    rec = evaluate("eks")
+    v = values_of(rec, "cluster-autoscaler")
+    assert v["autoDiscovery"] == {"clusterName": "cnai-eks"} and v["awsRegion"] == "us-west-2"
+    assert v["image"]["tag"].startswith("v1.35.")  # the autoscaler's minor follows the cluster's
+    assert v["cloudProvider"] == "aws" and "awsAccessKeyID" not in v
+    assoc = {(a["namespace"], a["serviceAccount"]) for a in all_of(rec, "aws:eks/podIdentityAssociation:PodIdentityAssociation").values()}
+    assert ("cluster-autoscaler", "cluster-autoscaler") in assoc
+    policy = json.loads(one(rec, "aws:iam/rolePolicy:RolePolicy", "layer-cluster-autoscaler")["policy"])
+    resize = next(s for s in policy["Statement"] if "autoscaling:SetDesiredCapacity" in s["Action"])
+    assert resize["Condition"] == {"StringEquals": {"aws:ResourceTag/k8s.io/cluster-autoscaler/enabled": "true"}}
+    assert not any(":s3:" in str(s["Resource"]) for s in policy["Statement"])  # no bucket access
+
+
 # -- GKE -------------------------------------------------------------------------------------------
 
 def test_gke_cluster_is_private_vpc_native_with_workload_identity():
@@ -218,6 +232,10 @@ def test_kueue_gpu_quota_counts_the_pools_maximum():
 EKS = {"region": "us-west-2", "availabilityZones": ["us-west-2a", "us-west-2b"]}
 GKE = {"project": "my-ml-project", "region": "europe-west4"}
 BAD = [
+    ("kind", {"cnai:layers": {"cluster-autoscaler": {"enabled": True}}}, "cnai:layers.cluster-autoscaler.enabled",
+     "has no node groups the platform can scale"),
+    ("gke", {"cnai:layers": {"cluster-autoscaler": {"enabled": True}}}, "cnai:layers.cluster-autoscaler.enabled",
+     "scales its node pools itself"),
     ("eks", {"cnai:eks": {**EKS, "gpuPools": [{"instanceTypes": ["m6i.xlarge"]}]}},
      "cnai:eks.gpuPools[0].instanceTypes", "not a known NVIDIA GPU instance type"),
     ("eks", {"cnai:eks": {**EKS, "gpuPools": [{"min": 3, "max": 1}]}}, "cnai:eks.gpuPools[0]", "must not exceed max"),

@@ -1,0 +1,84 @@
+"""cluster-autoscaler: adds nodes when pods (a queued training job, a GPU notebook) cannot be scheduled,
+and removes idle ones, so GPU node groups can sit at zero.
+
+Only for clusters whose capabilities say `node_autoscaling: cluster-autoscaler` (EKS managed node
+groups). GKE scales its own pools; kind and existing clusters have no node groups to scale. Cluster
+Autoscaler was chosen over Karpenter because the platform declares its node groups in config (the
+GPU shape, taint and labels are decided up front), it needs no extra CRDs, and it reads an empty
+group's labels, taint and GPU count from the group itself (docs/layers/cluster-autoscaler.md).
+Runs with its own Pod Identity role (describe node groups; resize only groups tagged for it).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from addons.base import Layer, Workload, resources
+from modules.cluster import Capabilities, WorkloadIdentity
+from modules.config import ConfigError, LayerOptions, PlatformSpec
+from modules.versions import VERSIONS
+
+RELEASE_NAME = "cluster-autoscaler"
+SERVICE_ACCOUNT = "cluster-autoscaler"
+UID = 65534  # nonroot user of the distroless image
+
+_SIZES = {"laptop": ("50m", "128Mi", "300Mi"), "production": ("100m", "300Mi", "600Mi")}
+
+
+class ClusterAutoscalerOptions(LayerOptions):
+    enabled: bool = False  # only the cloud stacks that need it turn it on
+    expander: Literal["least-waste", "random", "most-pods", "price"] = Field(
+        "least-waste", description="which node group to grow when several fit")
+    scaleDownUnneededTime: str = Field("10m", pattern=r"^[0-9]+[smh]$",
+                                       description="how long a node stays unneeded before removal")
+
+
+class ClusterAutoscaler(Layer):
+    name = "cluster-autoscaler"
+    component = "ClusterAutoscaler"
+    description = "Scales node groups (GPU groups from zero) to the pods waiting for them."
+    chart = "cluster-autoscaler"
+    Options = ClusterAutoscalerOptions
+    default_namespace = "cluster-autoscaler"
+
+    @classmethod
+    def validate(cls, spec: PlatformSpec, caps: Capabilities) -> None:
+        if caps.node_autoscaling != "cluster-autoscaler":
+            why = {"provider": "scales its node pools itself",
+                   "none": "has no node groups the platform can scale"}[caps.node_autoscaling]
+            raise ConfigError(f"cnai:layers.cluster-autoscaler.enabled: a {spec.environment} cluster {why}; "
+                              "disable this layer")
+
+    @classmethod
+    def identity(cls, spec: PlatformSpec) -> WorkloadIdentity | None:
+        return WorkloadIdentity(cls.name, ((cls.layer_namespace(spec), SERVICE_ACCOUNT),),
+                                permissions=("node-autoscaling",))
+
+    def values(self) -> dict[str, Any]:
+        repo, tag = VERSIONS.images[f"cluster-autoscaler-{self.spec.kubernetesVersion}"].rsplit(":", 1)
+        return {
+            "fullnameOverride": RELEASE_NAME,
+            "cloudProvider": "aws",
+            "awsRegion": self.caps.region,
+            "autoDiscovery": {"clusterName": self.caps.cluster_name},
+            "image": {"repository": repo, "tag": tag},
+            # Pod Identity associates this account with the role; no annotation needed.
+            "rbac": {"serviceAccount": {"create": True, "name": SERVICE_ACCOUNT}},
+            "replicaCount": self.profile.replicas,
+            "resources": resources(*_SIZES[self.profile.name]),
+            "extraArgs": {
+                "balance-similar-node-groups": True,
+                "expander": self.options.expander,
+                "scale-down-unneeded-time": self.options.scaleDownUnneededTime,
+            },
+            "securityContext": {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "containerSecurityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                                         "readOnlyRootFilesystem": True},
+        }
+
+    def workloads(self) -> list[Workload]:
+        cpu, mem, _ = _SIZES[self.profile.name]
+        return [Workload("cluster-autoscaler", cpu, mem, self.profile.replicas)]
