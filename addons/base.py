@@ -168,6 +168,7 @@ class Layer:
     after: ClassVar[tuple[str, ...]] = ()
     chart: ClassVar[str | None] = None
     manifests: ClassVar[tuple[str, ...]] = ()
+    extra_charts: ClassVar[tuple[str, ...]] = ()  # further charts `releases()` may install (docs, tests)
     databases: ClassVar[tuple[str, ...]] = ()  # PostgreSQL databases (one role each, same name)
     buckets: ClassVar[dict[str, str]] = {}  # object-store buckets it uses -> "rw" | "ro"
     Options: ClassVar[type[LayerOptions]] = LayerOptions
@@ -221,6 +222,11 @@ class Layer:
 
     def outputs(self) -> dict[str, Any]:
         return {}
+
+    @classmethod
+    def chart_keys(cls) -> tuple[str, ...]:
+        """Every versions.yaml chart this layer may install."""
+        return ((cls.chart,) if cls.chart else ()) + cls.extra_charts
 
     @classmethod
     def bucket_needs(cls, spec: PlatformSpec) -> dict[str, str]:

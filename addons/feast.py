@@ -128,6 +128,9 @@ class Feast(Layer):
 
     def outputs(self) -> dict[str, Any]:
         ns = self.namespace
-        return {"clientConfigMap": f"feast-{STORE}-client",
+        out = {"clientConfigMap": f"feast-{STORE}-client",
                 "onlineUrl": f"http://feast-{STORE}-online.{ns}.svc.cluster.local",
                 "registry": f"feast-{STORE}-registry.{ns}.svc.cluster.local:80"}
+        if self.options.ui:
+            out["ui"] = f"kubectl -n {ns} port-forward svc/feast-{STORE}-ui 8888:80, then http://localhost:8888"
+        return out

@@ -72,6 +72,7 @@ class KServe(Layer):
     requires = ("cert-manager",)
     after = ("object-store", "mlflow", "teams")
     buckets = {"mlflow": "ro"}
+    extra_charts = ("kserve-crd", "kserve-resources", "kserve-runtime-configs", "knative-operator")
     Options = KServeOptions
     default_namespace = "kserve"
 

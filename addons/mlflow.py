@@ -125,4 +125,5 @@ class Mlflow(Layer):
         return out
 
     def outputs(self) -> dict[str, Any]:
-        return {"trackingUri": self.tracking_uri}
+        return {"trackingUri": self.tracking_uri,
+                "ui": f"kubectl -n {self.namespace} port-forward svc/{RELEASE} 5000:{PORT}, then http://localhost:5000"}

@@ -58,6 +58,7 @@ class Postgres(Layer):
     chart = "cloudnative-pg"
     requires = ("cert-manager",)  # the backup plugin's TLS
     after = ("object-store",)  # backup credentials
+    extra_charts = ("plugin-barman-cloud",)
     Options = PostgresOptions
     default_namespace = "postgres"
 

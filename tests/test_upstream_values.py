@@ -67,6 +67,15 @@ def test_every_values_key_exists_upstream(stack, reg):
     assert unknown_keys(values, facts(chart_of(reg).key)["keys"]) == []
 
 
+@pytest.mark.parametrize("stack,reg", list(releases()))
+def test_layers_install_only_the_charts_they_declare(stack, reg):
+    from addons import LAYERS
+
+    rec = evaluate(stack)
+    layer = LAYERS[rec.layer_of(reg)]
+    assert chart_of(reg).key in layer.chart_keys(), f"{layer.name} installs {chart_of(reg).key} undeclared"
+
+
 def test_the_key_check_catches_a_typo():
     keys = facts("gpu-operator")["keys"]
     assert unknown_keys({"driver": {"enabled": False}, "toolkit": {"installDir": "/x"}}, keys) == []
