@@ -63,9 +63,23 @@ def layers() -> str:
     return _table(["Layer", "What it does", "Requires", "Upstream", "Default"], rows)
 
 
+def graph() -> str:
+    """Mermaid graph of the layers: solid = requires, dotted = ordered after when enabled."""
+    from addons import LAYERS
+
+    ids = {name: name.replace("-", "_") for name in LAYERS}
+    lines = ["```mermaid", "graph LR"]
+    lines += [f"  {ids[n]}[{n}]" for n in LAYERS]
+    for name, cls in LAYERS.items():
+        lines += [f"  {ids[r]} --> {ids[name]}" for r in cls.requires]
+        lines += [f"  {ids[a]} -.-> {ids[name]}" for a in cls.after if a not in cls.requires]
+    return "\n".join(lines + ["```"])
+
+
 BLOCKS = {
     "docs/versions.md": {"charts": charts, "manifests": manifests, "images": images, "packages": packages},
-    "README.md": {"layers": layers},
+    "README.md": {"layers": layers, "graph": graph},
+    "docs/architecture.md": {"graph": graph},
 }
 
 
