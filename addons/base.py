@@ -211,6 +211,10 @@ class Layer:
         """Names of credentials this layer generates (random, secret); others read them as Generated."""
         return []
 
+    def provided_credentials(self) -> dict[str, str]:
+        """Credentials given in (secret) config rather than generated, by name; read as Generated too."""
+        return {}
+
     def workloads(self) -> list[Workload]:
         return []
 
@@ -297,6 +301,8 @@ class LayerComponent(pulumi.ComponentResource):
         for cred in layer.credentials():
             pw = random.RandomPassword(f"{layer.name}-{cred}", length=32, special=False, opts=child)
             generated[(layer.name, cred)] = pw.result
+        for cred, value in layer.provided_credentials().items():
+            generated[(layer.name, cred)] = pulumi.Output.secret(value)
 
         by_name: dict[str, pulumi.Resource] = {}
 

@@ -69,7 +69,7 @@ class Feast(Layer):
             **store.env(),
         }
         if store.endpoint:  # DuckDB's httpfs reads its S3 endpoint without a scheme
-            env.update({"DUCKDB_S3_ENDPOINT": store.host, "DUCKDB_S3_USE_SSL": "false",
+            env.update({"DUCKDB_S3_ENDPOINT": store.host, "DUCKDB_S3_USE_SSL": "true" if store.tls else "false",
                         "DUCKDB_S3_URL_STYLE": "path"})
         return env
 

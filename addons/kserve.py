@@ -153,8 +153,9 @@ class KServe(Layer):
         store = self._store()
         if store and store.endpoint:
             # Cluster-wide defaults for S3 secrets without annotations.
+            tls = "1" if store.tls else "0"
             values["kserve"]["storage"] = {"s3": {
-                "endpoint": store.host, "useHttps": "0", "verifySSL": "0", "region": store.region}}
+                "endpoint": store.host, "useHttps": tls, "verifySSL": tls, "region": store.region}}
         return values
 
     def _runtime_values(self) -> dict[str, Any]:
@@ -180,8 +181,9 @@ class KServe(Layer):
         if store.kind == "s3":
             annotations = {"serving.kserve.io/s3-region": store.region}
             if store.endpoint:
-                annotations.update({"serving.kserve.io/s3-endpoint": store.host, "serving.kserve.io/s3-usehttps": "0",
-                                    "serving.kserve.io/s3-verifyssl": "0"})
+                tls = "1" if store.tls else "0"
+                annotations.update({"serving.kserve.io/s3-endpoint": store.host, "serving.kserve.io/s3-usehttps": tls,
+                                    "serving.kserve.io/s3-verifyssl": tls})
             if store.static_keys:
                 out.append(KubeObject({
                     "apiVersion": "v1", "kind": "Secret", "type": "Opaque",

@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import Field
 
 from addons.base import Generated, KubeObject, Layer, Release, Template, Workload, resources
-from modules.config import ConfigError, LayerOptions, PlatformSpec, Quantity
+from modules.config import ConfigError, LayerOptions, PlatformSpec, Quantity, Strict
 from modules.cluster import Capabilities
 from modules.k8s import MANAGED_BY
 
@@ -40,9 +40,20 @@ _SIZES = {
 _ACTIONS = {"rw": ("Read", "Write", "List", "Tagging"), "ro": ("Read", "List")}
 
 
+class ExternalS3(Strict):
+    """An S3-compatible service the platform uses instead of running a store (buckets must exist)."""
+
+    endpoint: str = Field(pattern=r"^https?://[^/\s]+$", description="S3 API URL, e.g. https://s3.example.com")
+    region: str = "us-east-1"
+    accessKeyId: str = Field(min_length=1)
+    bucketPrefix: str = Field("", pattern=r"^[a-z0-9.-]*$", description="prefix of the bucket names")
+
+
 class ObjectStoreOptions(LayerOptions):
     size: Quantity | None = Field(None, description="data volume size (default: 10Gi laptop, 100Gi per volume server production)")
     storageClass: str = Field("", description="StorageClass of the data volumes (default: the cluster's default class)")
+    external: ExternalS3 | None = Field(None, description="use this S3 service (secret key in "
+                                        "cnai:objectStoreSecretAccessKey) instead of running SeaweedFS")
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,10 @@ class Access:
     def host(self) -> str | None:
         """The endpoint as host:port (KServe's s3-endpoint annotation, DuckDB)."""
         return self.endpoint.split("://", 1)[1] if self.endpoint else None
+
+    @property
+    def tls(self) -> bool:
+        return not self.endpoint or self.endpoint.startswith("https://")
 
     @property
     def static_keys(self) -> bool:
@@ -100,11 +115,17 @@ class ObjectStore(Layer):
         if caps.cloud_storage and (opts.size or opts.storageClass):
             raise ConfigError("cnai:layers.object-store.size: this cluster's buckets are cloud buckets; "
                               "size and storageClass apply only to the in-cluster store")
+        if caps.cloud_storage and opts.external:
+            raise ConfigError("cnai:layers.object-store.external: this cluster's buckets are cloud buckets, "
+                              "reached through workload identity; remove external")
+        if opts.external and spec.objectStoreSecretAccessKey is None:
+            raise ConfigError("cnai:objectStoreSecretAccessKey: is required with cnai:layers.object-store.external "
+                              "(`pulumi config set --secret objectStoreSecretAccessKey ...`)")
 
     # -- what other layers read ------------------------------------------------------------------
     @property
     def in_cluster(self) -> bool:
-        return self.caps.cloud_storage is None
+        return self.caps.cloud_storage is None and self.options.external is None
 
     def consumers(self) -> dict[str, dict[str, str]]:
         """Enabled layers that use buckets -> {bucket: access}."""
@@ -125,12 +146,21 @@ class ObjectStore(Layer):
             return Access(kind=cloud.kind, region=cloud.region,
                           buckets={b: cloud.buckets[b] for b in wanted},
                           annotations=dict(cloud.identities.get(layer, {})))
+        ext = self.options.external
+        if ext:  # one identity for every layer: the platform cannot mint keys on a foreign service
+            return Access(kind="s3", region=ext.region, buckets={b: f"{ext.bucketPrefix}{b}" for b in wanted},
+                          endpoint=ext.endpoint, access_key=ext.accessKeyId,
+                          secret_key=Generated(self.name, "external-secret-key"))
         return Access(kind="s3", region=REGION, buckets={b: b for b in wanted}, endpoint=self.endpoint,
                       access_key=f"cnai-{layer}", secret_key=Generated(self.name, f"{layer}-secret-key"))
 
     # -- deployment ------------------------------------------------------------------------------
     def credentials(self) -> list[str]:
         return [f"{layer}-secret-key" for layer in self.consumers()] if self.in_cluster else []
+
+    def provided_credentials(self) -> dict[str, str]:
+        key = self.spec.objectStoreSecretAccessKey
+        return {"external-secret-key": key.get_secret_value()} if self.options.external and key else {}
 
     def releases(self) -> list[Release]:
         return [Release(self.chart, RELEASE, self.values())] if self.in_cluster else []
@@ -207,6 +237,9 @@ class ObjectStore(Layer):
         return [KubeObject(secret, before_chart=True)]
 
     def outputs(self) -> dict[str, Any]:
+        if self.options.external:
+            return {"kind": "s3", "endpoint": self.options.external.endpoint,
+                    "buckets": [f"{self.options.external.bucketPrefix}{b}" for b in self.bucket_names()]}
         if not self.in_cluster:
             cloud = self.caps.cloud_storage
             return {"kind": cloud.kind, "buckets": dict(cloud.buckets)}

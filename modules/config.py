@@ -12,8 +12,8 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model, field_validator,
-                      model_validator)
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, create_model,
+                      field_validator, model_validator)
 
 from modules.versions import VERSIONS
 
@@ -281,6 +281,8 @@ class PlatformSpec(Strict):
     existing: ExistingCluster = ExistingCluster()
     eks: EksCluster = EksCluster()
     gke: GkeCluster = GkeCluster()
+    # Secret key of an external S3 endpoint (cnai:layers.object-store.external); `pulumi config set --secret`.
+    objectStoreSecretAccessKey: SecretStr | None = None
 
     @field_validator("kubernetesVersion")
     @classmethod
@@ -320,17 +322,26 @@ def spec_model(layers: dict[str, type[LayerOptions]]) -> type[PlatformSpec]:
 _TOP_LEVEL = [k for k in PlatformSpec.model_fields if k != "stack"]
 
 
-def read_config(raw: dict[str, Any]) -> dict[str, Any]:
-    """Pick the `cnai:` keys out of a flat Pulumi config map, decoding JSON objects as get_object does."""
+_SCALARS = ("environment", "kubernetesVersion", "profile", "objectStoreSecretAccessKey")
+# Keys that carry credentials: accepted only when stored encrypted (`pulumi config set --secret`).
+SECRET_KEYS = ("objectStoreSecretAccessKey",)
+
+
+def read_config(raw: dict[str, Any], secret_keys: Any = None) -> dict[str, Any]:
+    """Pick the `cnai:` keys out of a flat Pulumi config map, decoding JSON objects as get_object does.
+    `secret_keys`: the config keys Pulumi holds encrypted (None: not known, not checked)."""
     data: dict[str, Any] = {}
     for key, value in raw.items():
         ns, _, name = key.partition(":")
         if ns != NAMESPACE:
             continue
+        if name in SECRET_KEYS and secret_keys is not None and key not in secret_keys:
+            raise ConfigError(f"{key}: is a credential; store it encrypted with "
+                              f"`pulumi config set --secret {name} ...`, not as plain text")
         if name not in _TOP_LEVEL:
             close = ", ".join(_TOP_LEVEL)
             raise ConfigError(f"{key}: unknown config key; allowed keys under cnai: are {close}")
-        if isinstance(value, str) and name not in ("environment", "kubernetesVersion", "profile"):
+        if isinstance(value, str) and name not in _SCALARS:
             try:
                 value = json.loads(value)
             except json.JSONDecodeError as exc:

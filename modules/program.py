@@ -17,13 +17,15 @@ CLUSTERS = {"kind": kind, "existing": existing, "eks": eks, "gke": gke}
 SpecModel = spec_model({name: cls.Options for name, cls in LAYERS.items()})
 
 
-def load_spec(raw: dict[str, Any] | None = None, stack: str | None = None) -> PlatformSpec:
+def load_spec(raw: dict[str, Any] | None = None, stack: str | None = None,
+              secret_keys: list[str] | None = None) -> PlatformSpec:
     """Read and validate the stack config. The one place the program reads configuration."""
     if raw is None:
         from pulumi.runtime import config as rc
 
         raw = {**rc.get_config_env(), **rc.CONFIG.get()}
-    spec = parse_spec(read_config(raw), SpecModel, stack or pulumi.get_stack())
+        secret_keys = [k for k in raw if rc.is_config_secret(k) or k in rc.get_config_secret_keys_env()]
+    spec = parse_spec(read_config(raw, secret_keys), SpecModel, stack or pulumi.get_stack())
     validate(spec)
     return spec
 

@@ -232,3 +232,36 @@ def test_clouds_use_workload_identity_and_no_static_keys(storage):
         assert mlflow["artifactRoot"]["s3"] == {"enabled": True, "bucket": "acme-ml-mlflow", "path": ""}
         assert backup["s3Credentials"] == {"inheritFromIAMRole": True}
         assert "endpointURL" not in backup
+
+
+# -- external S3 (existing clusters pointing at a service they already have) -------------------------
+
+EXTERNAL = {"cnai:layers": {"object-store": {"external": {
+    "endpoint": "https://s3.example.com", "accessKeyId": "AKIAEXAMPLE", "bucketPrefix": "acme-"}}},
+    "cnai:objectStoreSecretAccessKey": {"secure": "v1:encrypted"}}
+
+
+def test_external_s3_replaces_the_in_cluster_store():
+    from tools.harness import run
+
+    rec = run("existing", EXTERNAL)
+    assert "object-store" not in {r.name for r in rec.by_type(RELEASE)}
+    assert not [r for r in rec.by_type("random:index/randomPassword:RandomPassword") if r.name.startswith("object-store")]
+    s3 = secret_data(rec, "mlflow", "mlflow-s3")
+    assert s3 == {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "offline-plan-dummy-secret"}
+    v = values_of(rec, "mlflow")
+    assert v["artifactRoot"]["s3"]["bucket"] == "acme-mlflow"
+    assert v["extraEnvVars"]["MLFLOW_S3_ENDPOINT_URL"] == "https://s3.example.com"
+    sa_secret = next(o for o in rec.objects() if o["kind"] == "Secret" and o["metadata"]["name"] == "kserve-s3")
+    assert sa_secret["metadata"]["annotations"]["serving.kserve.io/s3-usehttps"] == "1"
+    masked = json.dumps([normalize(r.inputs) for r in rec.registrations])
+    assert "offline-plan-dummy-secret" not in masked  # the configured key stays a secret
+
+
+def test_external_s3_secret_key_must_be_an_encrypted_config_value():
+    from tools.harness import run
+
+    with pytest.raises(Exception, match="cnai:objectStoreSecretAccessKey: is a credential; store it encrypted"):
+        run("existing", {**EXTERNAL, "cnai:objectStoreSecretAccessKey": "plain-text"})
+    with pytest.raises(Exception, match="cnai:objectStoreSecretAccessKey: is required"):
+        run("existing", {"cnai:layers": EXTERNAL["cnai:layers"]})

@@ -208,7 +208,7 @@ def run(stack: str, overrides: dict[str, Any] | None = None) -> Recording:
     from modules.program import build, load_spec
 
     flat, secrets = stack_config(stack, overrides)
-    spec = load_spec(flat, stack)  # validation first: nothing is registered for a bad config
+    spec = load_spec(flat, stack, secrets)  # validation first: nothing is registered for a bad config
     recording = Recording(stack=stack, spec=spec)
     settings.reset_options()
     set_all_config(flat, secrets)
