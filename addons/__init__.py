@@ -5,6 +5,7 @@ from addons.cert_manager import CertManager
 from addons.cluster_autoscaler import ClusterAutoscaler
 from addons.feast import Feast
 from addons.gpu_operator import GpuOperator
+from addons.jupyterhub import JupyterHub
 from addons.kserve import KServe
 from addons.kueue import Kueue
 from addons.mlflow import Mlflow
@@ -13,5 +14,5 @@ from addons.postgres import Postgres
 from addons.teams import Teams
 
 LAYERS: dict[str, type[Layer]] = {
-    cls.name: cls for cls in (CertManager, ClusterAutoscaler, GpuOperator, Kueue, ObjectStore, Postgres, Mlflow, KServe, Feast, Teams)
+    cls.name: cls for cls in (CertManager, ClusterAutoscaler, GpuOperator, Kueue, ObjectStore, Postgres, Mlflow, KServe, Feast, JupyterHub, Teams)
 }

@@ -283,6 +283,8 @@ class PlatformSpec(Strict):
     gke: GkeCluster = GkeCluster()
     # Secret key of an external S3 endpoint (cnai:layers.object-store.external); `pulumi config set --secret`.
     objectStoreSecretAccessKey: SecretStr | None = None
+    # Client secret of the OpenID Connect app JupyterHub logs in with (cnai:layers.jupyterhub.auth: oidc).
+    oidcClientSecret: SecretStr | None = None
 
     @field_validator("kubernetesVersion")
     @classmethod
@@ -322,9 +324,9 @@ def spec_model(layers: dict[str, type[LayerOptions]]) -> type[PlatformSpec]:
 _TOP_LEVEL = [k for k in PlatformSpec.model_fields if k != "stack"]
 
 
-_SCALARS = ("environment", "kubernetesVersion", "profile", "objectStoreSecretAccessKey")
+_SCALARS = ("environment", "kubernetesVersion", "profile", "objectStoreSecretAccessKey", "oidcClientSecret")
 # Keys that carry credentials: accepted only when stored encrypted (`pulumi config set --secret`).
-SECRET_KEYS = ("objectStoreSecretAccessKey",)
+SECRET_KEYS = ("objectStoreSecretAccessKey", "oidcClientSecret")
 
 
 def read_config(raw: dict[str, Any], secret_keys: Any = None) -> dict[str, Any]:

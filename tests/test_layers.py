@@ -180,7 +180,7 @@ def test_values_overrides_from_config_are_merged_last():
 def test_disabling_a_layer_removes_it_and_its_per_team_objects():
     off = {"enabled": False}
     rec = evaluate("kind", {"cnai:layers": {"kueue": off, "gpu-operator": off, "mlflow": off, "postgres": off,
-                                            "object-store": off, "kserve": off, "feast": off}})
+                                            "object-store": off, "kserve": off, "feast": off, "jupyterhub": off}})
     assert {r.name for r in rec.registrations if r.type.startswith("cnai:addons:")} == {"cert-manager", "teams"}
     assert not [o for o in rec.objects() if o["apiVersion"].startswith("kueue.x-k8s.io")]
 

@@ -67,8 +67,8 @@ def _schema_paths(schema: dict[str, Any], root: dict[str, Any], prefix: str, out
             out.setdefault(prefix, "map")
         for key, sub in props.items():
             _schema_paths(sub, root, f"{prefix}.{key}" if prefix else key, out, depth + 1)
-        if schema.get("additionalProperties") not in (None, False) and prefix:
-            out[prefix] = "free"
+        if (schema.get("additionalProperties") not in (None, False) or schema.get("patternProperties")) and prefix:
+            out[prefix] = "free"  # any key (patternProperties: e.g. z2jh hub.config's traitlets class names)
     elif prefix:
         types = schema.get("type")
         types = types if isinstance(types, list) else [types]

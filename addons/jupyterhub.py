@@ -1,0 +1,240 @@
+"""jupyterhub: JupyterLab for every user through JupyterHub (Zero to JupyterHub chart).
+
+- JupyterLab is the default UI; users pick a profile: small CPU, large CPU, one GPU, and a shared
+  GPU slice when time-slicing is on (GPU profiles select GPU nodes, tolerate the GPU taint and
+  limit `nvidia.com/gpu`).
+- Notebooks already know the platform: `MLFLOW_TRACKING_URI` (artifacts go through MLflow, so no
+  storage keys in notebooks), the object store endpoint, and a Feast client config
+  (`FEAST_FS_YAML_FILE_PATH`) pointing at the FeatureStore's registry, online and offline servers.
+- Home directories are PVCs on the default StorageClass; idle servers are culled.
+- Authentication: `native` (users sign up, the configured admins approve; no password in config) or
+  `oidc` (any OpenID Connect provider; client secret from `cnai:oidcClientSecret`, a secret config
+  value, handed to the hub as an environment variable).
+- The proxy is a ClusterIP Service (the chart's default is a LoadBalancer): reach it with a
+  port-forward or an ingress you add on purpose.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field
+
+from addons.base import Generated, KubeObject, Layer, Workload, resources
+from modules.cluster import GPU_RESOURCE, Capabilities
+from modules.config import ConfigError, DnsLabel, LayerOptions, PlatformSpec, Quantity, Strict
+from modules.k8s import MANAGED_BY, PLATFORM_LABEL
+
+FEAST_CONFIG = "feast-client"
+OIDC_SECRET = "hub-oidc"
+FEAST_PATH = "/etc/feast/feature_store.yaml"
+_HUB = {"laptop": ("50m", "256Mi", "1Gi"), "production": ("200m", "512Mi", "2Gi")}
+_PROXY = {"laptop": ("20m", "64Mi", "256Mi"), "production": ("100m", "128Mi", "512Mi")}
+
+
+class Profile(Strict):
+    slug: DnsLabel
+    displayName: str
+    description: str = ""
+    cpu: float = Field(1, gt=0, le=256, strict=False)
+    memory: Quantity = "2Gi"
+    gpus: int = Field(0, ge=0, le=16)
+    image: str = Field("", description="notebook image (default: the chart's pinned JupyterLab image)")
+
+
+class Oidc(Strict):
+    clientId: str = Field(min_length=1)
+    authorizeUrl: str = Field(pattern=r"^https://")
+    tokenUrl: str = Field(pattern=r"^https://")
+    userdataUrl: str = Field(pattern=r"^https://")
+    usernameClaim: str = "preferred_username"
+    scopes: tuple[str, ...] = Field(("openid", "profile", "email"), strict=False)
+    allowedGroups: tuple[str, ...] = Field((), strict=False, description="empty: every authenticated user")
+    groupsClaim: str = "groups"
+
+
+class JupyterHubOptions(LayerOptions):
+    auth: Literal["native", "oidc"] = "native"
+    admins: tuple[str, ...] = Field(("admin",), strict=False, description="JupyterHub admin user names")
+    oidc: Oidc | None = None
+    profiles: tuple[Profile, ...] | None = Field(None, strict=False, description="default: CPU small/large, GPU")
+    homeSize: Quantity = "10Gi"
+    cullTimeout: int = Field(3600, ge=300, description="seconds of inactivity before a server is stopped")
+
+
+class JupyterHub(Layer):
+    name = "jupyterhub"
+    component = "JupyterHub"
+    description = "JupyterLab per user with CPU/GPU profiles, wired to MLflow, Feast and the object store."
+    chart = "jupyterhub"
+    Options = JupyterHubOptions
+    default_namespace = "jupyterhub"
+    pod_security = "baseline"
+    pod_security_reason = "user notebook images run arbitrary user code and images that do not set seccomp"
+
+    @classmethod
+    def validate(cls, spec: PlatformSpec, caps: Capabilities) -> None:
+        opts = spec.layer(cls.name)
+        if opts.auth == "oidc" and opts.oidc is None:
+            raise ConfigError("cnai:layers.jupyterhub.oidc: is required with auth: oidc (clientId, authorizeUrl, "
+                              "tokenUrl, userdataUrl)")
+        if opts.auth == "oidc" and spec.oidcClientSecret is None:
+            raise ConfigError("cnai:oidcClientSecret: is required with cnai:layers.jupyterhub.auth: oidc "
+                              "(`pulumi config set --secret oidcClientSecret ...`)")
+        for i, p in enumerate(opts.profiles or ()):
+            if p.gpus and not spec.gpu.enabled:
+                raise ConfigError(f"cnai:layers.jupyterhub.profiles[{i}].gpus: {p.gpus} GPU(s) but cnai:gpu.enabled "
+                                  "is false")
+        slugs = [p.slug for p in opts.profiles or ()]
+        dup = next((s for s in slugs if slugs.count(s) > 1), None)
+        if dup:
+            raise ConfigError(f"cnai:layers.jupyterhub.profiles: slug {dup!r} appears twice")
+
+    def provided_credentials(self) -> dict[str, str]:
+        secret = self.spec.oidcClientSecret
+        return {"oidc-client-secret": secret.get_secret_value()} if self.options.auth == "oidc" and secret else {}
+
+    # -- profiles --------------------------------------------------------------------------------
+    def profiles(self) -> list[Profile]:
+        if self.options.profiles is not None:
+            return list(self.options.profiles)
+        out = [Profile(slug="cpu-small", displayName="CPU: small", description="1 CPU, 2 GiB", cpu=1, memory="2Gi"),
+               Profile(slug="cpu-large", displayName="CPU: large", description="4 CPUs, 16 GiB", cpu=4, memory="16Gi")]
+        if self.caps.gpus:
+            out.append(Profile(slug="gpu", displayName="GPU: 1 GPU", description="4 CPUs, 16 GiB, one GPU",
+                               cpu=4, memory="16Gi", gpus=1))
+        if self.caps.gpu_sharing == "time-slicing":
+            out.append(Profile(slug="gpu-shared", displayName="GPU: shared slice",
+                               description=f"2 CPUs, 8 GiB, one of {self.caps.gpu_replicas} time-slices of a GPU",
+                               cpu=2, memory="8Gi", gpus=1))
+        return out
+
+    def _profile(self, p: Profile, first: bool) -> dict[str, Any]:
+        override: dict[str, Any] = {
+            "cpu_guarantee": min(p.cpu, 0.5 if self.profile.name == "laptop" else p.cpu), "cpu_limit": p.cpu,
+            "mem_guarantee": p.memory, "mem_limit": p.memory,
+        }
+        if p.image:
+            override["image"] = p.image
+        if p.gpus:
+            override["extra_resource_limits"] = {GPU_RESOURCE: str(p.gpus)}
+            override["node_selector"] = dict(self.caps.gpu_node_selector)
+            override["tolerations"] = [dict(t) for t in self.caps.gpu_tolerations]
+            # PyTorch data loaders need more shared memory than the container default.
+            override["volumes"] = [{"name": "dshm", "emptyDir": {"medium": "Memory"}}]
+            override["volume_mounts"] = [{"name": "dshm", "mountPath": "/dev/shm"}]
+        entry = {"display_name": p.displayName, "description": p.description, "slug": p.slug,
+                 "kubespawner_override": override}
+        if first:
+            entry["default"] = True
+        return entry
+
+    # -- wiring ----------------------------------------------------------------------------------
+    def _env(self) -> dict[str, Any]:
+        env: dict[str, Any] = {"JUPYTERHUB_SINGLEUSER_APP": "jupyter_server.serverapp.ServerApp"}
+        if "mlflow" in self.peers:
+            env["MLFLOW_TRACKING_URI"] = self.peer("mlflow").tracking_uri
+        store = self.peers.get("object-store")
+        if store is not None and not store.caps.cloud_storage:
+            endpoint = store.options.external.endpoint if store.options.external else store.endpoint
+            env["AWS_ENDPOINT_URL"] = endpoint
+        if "feast" in self.peers:
+            env["FEAST_FS_YAML_FILE_PATH"] = FEAST_PATH
+        return env
+
+    def _feast_client(self) -> str:
+        feast = self.peer("feast")
+        ns = feast.namespace
+        return yaml.safe_dump({
+            "project": "platform",
+            "registry": {"registry_type": "remote", "path": f"feast-platform-registry.{ns}.svc.cluster.local:80"},
+            "online_store": {"type": "remote", "path": f"http://feast-platform-online.{ns}.svc.cluster.local:80"},
+            "offline_store": {"type": "remote", "host": f"feast-platform-offline.{ns}.svc.cluster.local", "port": 80},
+            "auth": {"type": "no_auth"},
+            "entity_key_serialization_version": 3,
+        }, sort_keys=False)
+
+    def _auth(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """hub.config and hub.extraEnv for the chosen authenticator."""
+        admins = sorted(self.options.admins)
+        if self.options.auth == "native":
+            return {"JupyterHub": {"authenticator_class": "nativeauthenticator.NativeAuthenticator"},
+                    "Authenticator": {"admin_users": admins, "allow_all": False},
+                    "NativeAuthenticator": {"open_signup": False, "minimum_password_length": 12,
+                                            "check_common_password": True}}, {}
+        o = self.options.oidc
+        generic: dict[str, Any] = {
+            "client_id": o.clientId, "authorize_url": o.authorizeUrl, "token_url": o.tokenUrl,
+            "userdata_url": o.userdataUrl, "username_claim": o.usernameClaim, "scope": list(o.scopes),
+            "login_service": "OIDC",
+        }
+        if o.allowedGroups:
+            generic.update({"claim_groups_key": o.groupsClaim, "allowed_groups": list(o.allowedGroups)})
+        auth: dict[str, Any] = {"admin_users": admins}
+        if not o.allowedGroups:
+            auth["allow_all"] = True
+        # OAuthenticator reads the client secret from OAUTH_CLIENT_SECRET; the value lives in a Secret.
+        env = {"OAUTH_CLIENT_SECRET": {"valueFrom": {"secretKeyRef": {"name": OIDC_SECRET, "key": "client-secret"}}}}
+        return {"JupyterHub": {"authenticator_class": "generic-oauth"}, "Authenticator": auth,
+                "GenericOAuthenticator": generic}, env
+
+    def values(self) -> dict[str, Any]:
+        config, hub_env = self._auth()
+        profiles = self.profiles()
+        storage_class = self.caps.default_storage_class
+        laptop = self.profile.name == "laptop"
+        extra_volumes, extra_mounts = [], []
+        if "feast" in self.peers:
+            extra_volumes.append({"name": "feast", "configMap": {"name": FEAST_CONFIG}})
+            extra_mounts.append({"name": "feast", "mountPath": "/etc/feast", "readOnly": True})
+        return {
+            "hub": {
+                "config": config,
+                "extraEnv": hub_env,
+                "resources": resources(*_HUB[self.profile.name]),
+                "db": {"type": "sqlite-pvc", "pvc": {"storageClassName": storage_class}},
+            },
+            # ClusterIP: nothing is exposed outside the cluster unless someone adds an ingress.
+            "proxy": {"service": {"type": "ClusterIP"}, "chp": {"resources": resources(*_PROXY[self.profile.name])}},
+            "singleuser": {
+                "defaultUrl": "/lab",
+                "extraEnv": self._env(),
+                "profileList": [self._profile(p, i == 0) for i, p in enumerate(profiles)],
+                "storage": {"capacity": self.options.homeSize, "dynamic": {"storageClass": storage_class},
+                            "extraVolumes": extra_volumes, "extraVolumeMounts": extra_mounts},
+                # The iptables init container needs NET_ADMIN; the NetworkPolicy below blocks the
+                # metadata server instead (egressAllowRules.cloudMetadataServer stays false).
+                "cloudMetadata": {"blockWithIptables": False},
+                "networkPolicy": {"egress": [{"to": [{"namespaceSelector": {"matchExpressions": [
+                    {"key": PLATFORM_LABEL, "operator": "Exists"}]}}]}]},
+            },
+            "cull": {"enabled": True, "timeout": self.options.cullTimeout},
+            # Image pre-pulling and placeholder pods cost a node's worth of pulls on small clusters.
+            "prePuller": {"hook": {"enabled": False}, "continuous": {"enabled": not laptop}},
+            "scheduling": {"userScheduler": {"enabled": not laptop}, "userPlaceholder": {"enabled": False}},
+        }
+
+    def objects(self) -> list[KubeObject]:
+        out: list[KubeObject] = []
+        ns, labels = self.namespace, dict(MANAGED_BY)
+        if "feast" in self.peers:
+            out.append(KubeObject({"apiVersion": "v1", "kind": "ConfigMap",
+                                   "metadata": {"name": FEAST_CONFIG, "namespace": ns, "labels": labels},
+                                   "data": {"feature_store.yaml": self._feast_client()}}, before_chart=True))
+        if self.options.auth == "oidc":
+            out.append(KubeObject({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                                   "metadata": {"name": OIDC_SECRET, "namespace": ns, "labels": labels},
+                                   "stringData": {"client-secret": Generated(self.name, "oidc-client-secret")}},
+                                  before_chart=True))
+        return out
+
+    def workloads(self) -> list[Workload]:
+        hub, proxy = _HUB[self.profile.name], _PROXY[self.profile.name]
+        out = [Workload("hub", hub[0], hub[1]), Workload("proxy", proxy[0], proxy[1])]
+        if self.profile.name != "laptop":
+            out.append(Workload("user-scheduler", "50m", "256Mi", 2))
+        return out
+
+    def outputs(self) -> dict[str, Any]:
+        return {"ui": f"kubectl -n {self.namespace} port-forward svc/proxy-public 8000:80, then http://localhost:8000"}
