@@ -25,8 +25,9 @@ _TYPED = {
     ("v1", "LimitRange"): k8s.core.v1.LimitRange,
     ("networking.k8s.io/v1", "NetworkPolicy"): k8s.networking.v1.NetworkPolicy,
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): k8s.rbac.v1.RoleBinding,
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"): k8s.rbac.v1.ClusterRole,
 }
-_SNAKE = {"roleRef": "role_ref", "stringData": "string_data", "automountServiceAccountToken":
+_SNAKE = {"roleRef": "role_ref", "aggregationRule": "aggregation_rule", "stringData": "string_data", "automountServiceAccountToken":
           "automount_service_account_token", "imagePullSecrets": "image_pull_secrets"}
 
 

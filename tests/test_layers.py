@@ -189,3 +189,23 @@ def test_no_plaintext_secret_in_stack_outputs_or_provider():
     rec = evaluate("kind")
     provider = rec.get("pulumi:providers:kubernetes", "kind")
     assert normalize(provider.inputs)["kubeconfig"] == "[secret]"
+
+
+def test_every_team_gets_the_same_objects_from_every_layer():
+    rec = evaluate("existing")  # two teams
+    by_ns: dict[str, set] = {}
+    for o in rec.objects():
+        ns = o["metadata"].get("namespace", "")
+        if ns.startswith("team-"):
+            by_ns.setdefault(ns, set()).add((o["kind"], o["metadata"]["name"], rec.spec and o["apiVersion"]))
+    assert len(by_ns) == 2
+    first, second = by_ns.values()
+    assert first == second
+    kinds = {k for k, _, _ in first}
+    assert {"ResourceQuota", "LimitRange", "NetworkPolicy", "RoleBinding", "LocalQueue", "ServiceAccount"} <= kinds
+
+
+def test_team_members_may_manage_inference_services():
+    role = next(o for o in evaluate("kind").objects() if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "cnai-kserve-edit")
+    assert role["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert "create" in role["rules"][0]["verbs"] and "inferenceservices" in role["rules"][0]["resources"]
