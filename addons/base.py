@@ -233,6 +233,11 @@ class Layer:
         return ((cls.chart,) if cls.chart else ()) + cls.extra_charts
 
     @classmethod
+    def database_needs(cls, spec: PlatformSpec) -> tuple[str, ...]:
+        """PostgreSQL databases this layer uses with these options (a role of the same name owns each)."""
+        return cls.databases
+
+    @classmethod
     def bucket_needs(cls, spec: PlatformSpec) -> dict[str, str]:
         """Buckets this layer uses with these options -> "rw" | "ro"."""
         return dict(cls.buckets)

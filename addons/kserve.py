@@ -266,10 +266,17 @@ class KServe(Layer):
             }},
         }
         sa = {"kind": "ServiceAccount", "metadata": {"name": SERVICE_ACCOUNT, "namespace": ns}}
-        return [
-            KubeObject(script),
+        out = [KubeObject(script)]
+        if mlflow.options.auth:  # the Job logs to MLflow as its admin
+            creds = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                     "metadata": {"name": f"{EXAMPLE}-mlflow", "namespace": ns, "labels": labels},
+                     "stringData": {"MLFLOW_TRACKING_USERNAME": "admin",
+                                    "MLFLOW_TRACKING_PASSWORD": mlflow.admin_password()}}
+            job["spec"]["template"]["spec"]["containers"][0]["envFrom"] = [{"secretRef": {"name": f"{EXAMPLE}-mlflow"}}]
+            out.append(KubeObject(creds, needs_after=True))
+        return out + [
             # The Job talks to MLflow: it waits for the mlflow layer (after) and for its own script.
-            KubeObject(job, needs_after=True, wait_for=(ref(script),)),
+            KubeObject(job, needs_after=True, wait_for=tuple(o.ref for o in out)),
             # Served once the model exists (the Job is awaited until it completes).
             KubeObject(isvc, needs_chart=True, needs_after=True, wait_for=(ref(job), ref(sa))),
         ]

@@ -21,6 +21,9 @@ RELEASE = "mlflow"
 DB_SECRET = "mlflow-db"
 S3_SECRET = "mlflow-s3"
 FLASK_SECRET = f"{RELEASE}-flask-server-secret-key"  # the name the chart's deployment reads
+ADMIN_SECRET = "mlflow-admin"
+AUTH_DB = "mlflow_auth"
+AUTH_DB_SECRET = "mlflow-auth-db"
 PORT = 80
 
 _SIZES = {"laptop": ("100m", "512Mi", "1536Mi"), "production": ("500m", "1Gi", "4Gi")}
@@ -28,7 +31,8 @@ _SIZES = {"laptop": ("100m", "512Mi", "1536Mi"), "production": ("500m", "1Gi", "
 
 class MlflowOptions(LayerOptions):
     allowedHosts: tuple[str, ...] = Field((), strict=False, description="extra Host headers the server accepts (ingress hosts)")
-    auth: bool = Field(False, description="MLflow basic auth (admin password generated, in output `adminPassword`)")
+    auth: bool = Field(False, description="MLflow basic auth: users and permissions in PostgreSQL, admin password "
+                                          "generated into Secret mlflow-admin")
 
 
 class Mlflow(Layer):
@@ -43,6 +47,11 @@ class Mlflow(Layer):
     default_namespace = "mlflow"
 
     @classmethod
+    def database_needs(cls, spec: PlatformSpec) -> tuple[str, ...]:
+        # Auth users and permissions live in their own database, so they survive restarts and replicas share them.
+        return ("mlflow", AUTH_DB) if spec.layer(cls.name).auth else ("mlflow",)
+
+    @classmethod
     def service_accounts(cls, spec: PlatformSpec) -> tuple[tuple[str, str], ...]:
         return ((cls.layer_namespace(spec), RELEASE),)  # the chart's ServiceAccount is its fullname
 
@@ -52,6 +61,9 @@ class Mlflow(Layer):
 
     def credentials(self) -> list[str]:
         return ["flask-secret-key"] + (["admin-password"] if self.options.auth else [])
+
+    def admin_password(self) -> Generated:
+        return Generated(self.name, "admin-password")
 
     def _store(self):
         return self.peer("object-store").access(self.name)
@@ -93,9 +105,13 @@ class Mlflow(Layer):
                 env["MLFLOW_S3_ENDPOINT_URL"] = store.endpoint
             values["extraEnvVars"] = env
         if self.options.auth:
-            values["auth"] = {"enabled": True, "existingAdminSecret": {
-                "name": "mlflow-admin", "usernameKey": "username", "passwordKey": "password"},
-                "sqliteFullPath": "/tmp/"}
+            values["auth"] = {
+                "enabled": True,
+                "existingAdminSecret": {"name": ADMIN_SECRET, "usernameKey": "username", "passwordKey": "password"},
+                "postgres": {"enabled": True, "host": pg.host, "port": pg.port, "database": AUTH_DB,
+                             "existingSecret": {"name": AUTH_DB_SECRET, "usernameKey": "username",
+                                                "passwordKey": "password"}},
+            }
         return values
 
     def workloads(self) -> list[Workload]:
@@ -120,7 +136,9 @@ class Mlflow(Layer):
             out.append(secret(S3_SECRET, {"AWS_ACCESS_KEY_ID": store.access_key,
                                           "AWS_SECRET_ACCESS_KEY": store.secret_key}))
         if self.options.auth:
-            out.append(secret("mlflow-admin", {"username": "admin", "password": Generated(self.name, "admin-password")},
+            out.append(secret(ADMIN_SECRET, {"username": "admin", "password": self.admin_password()},
+                              "kubernetes.io/basic-auth"))
+            out.append(secret(AUTH_DB_SECRET, {"username": AUTH_DB, "password": pg.password(AUTH_DB)},
                               "kubernetes.io/basic-auth"))
         return out
 

@@ -189,7 +189,8 @@ class ObjectStore(Layer):
         if laptop:
             values["master"] = {"enabled": False}
             values["volume"] = {"enabled": False}
-            values["filer"] = {"enabled": False}
+            # Disabled, but the bucket-creation hook Job takes its security contexts from filer.*.
+            values["filer"] = {"enabled": False, **self._security()}
             values["allInOne"] = {
                 "enabled": True, "data": pvc, "resources": resources(*sizes["all-in-one"]),
                 "s3": {**s3, "createBuckets": buckets}, "extraEnvironmentVars": growth, **self._security(),

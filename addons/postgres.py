@@ -81,7 +81,12 @@ class Postgres(Layer):
     port = PORT
 
     def database_names(self) -> list[str]:
-        return sorted({db for layer in self.peers.values() for db in layer.databases})
+        return sorted({db for layer in self.peers.values() for db in layer.database_needs(self.spec)})
+
+    @staticmethod
+    def secret_name(database: str) -> str:
+        """The role's basic-auth Secret (Kubernetes names allow no underscore; PostgreSQL names do)."""
+        return f"{CLUSTER}-{database.replace('_', '-')}"
 
     def password(self, database: str) -> Generated:
         """The generated password of the role owning `database` (role name = database name)."""
@@ -175,7 +180,7 @@ class Postgres(Layer):
             out += backup
         roles = []
         for db in self.database_names():
-            secret = f"{CLUSTER}-{db}"
+            secret = self.secret_name(db)
             out.append(KubeObject({
                 "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/basic-auth",
                 # cnpg.io/reload: the operator re-applies the password when the Secret changes.
@@ -203,7 +208,7 @@ class Postgres(Layer):
                               wait_for=tuple(o.ref for o in out)))
         for db in self.database_names():
             out.append(KubeObject({
-                "apiVersion": API, "kind": "Database", "metadata": meta(f"{CLUSTER}-{db}-db"),
+                "apiVersion": API, "kind": "Database", "metadata": meta(f"{self.secret_name(db)}-db"),
                 # retain: deleting the resource keeps the data; dropping a database is a manual act.
                 "spec": {"name": db, "owner": db, "cluster": {"name": CLUSTER}, "ensure": "present",
                          "databaseReclaimPolicy": "retain"},

@@ -265,3 +265,18 @@ def test_external_s3_secret_key_must_be_an_encrypted_config_value():
         run("existing", {**EXTERNAL, "cnai:objectStoreSecretAccessKey": "plain-text"})
     with pytest.raises(Exception, match="cnai:objectStoreSecretAccessKey: is required"):
         run("existing", {"cnai:layers": EXTERNAL["cnai:layers"]})
+
+
+def test_mlflow_auth_keeps_users_in_postgres_and_the_example_logs_in():
+    from tools.harness import run
+
+    rec = run("kind", {"cnai:layers": {"mlflow": {"auth": True}}})
+    pw = generated(rec)
+    auth = values_of(rec, "mlflow")["auth"]
+    assert auth["postgres"]["database"] == "mlflow_auth" and auth["postgres"]["enabled"] is True
+    assert "sqliteFullPath" not in auth
+    assert secret_data(rec, "mlflow", "mlflow-auth-db")["password"] == pw["postgres-role-mlflow_auth"]
+    db = next(o for o in rec.objects() if o["kind"] == "Database" and o["spec"]["name"] == "mlflow_auth")
+    assert db["metadata"]["name"] == "platform-db-mlflow-auth-db"  # Kubernetes names have no underscore
+    creds = secret_data(rec, "kserve-examples", "example-iris-mlflow")
+    assert creds == {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": pw["mlflow-admin-password"]}

@@ -459,7 +459,7 @@ def test_example_inference_service_predicts(platform, jobs):
     platform.wait_until(ready, f"InferenceService {ns}/{EXAMPLE} Ready", diagnose=diagnose)
 
     url = kserve.outputs()["exampleUrl"]
-    body = {"parameters": {"content_type": "np"},  # the model has no signature: decode the tensor as a NumPy array
+    body = {"parameters": {"content_type": "np"},  # decode the tensor as a NumPy array, as the signature says
             "inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": IRIS_ROW}]}
     what = f"v2 prediction from {url}"
     job = _python_job("iris-infer", VERSIONS.images["mlserver"], MLSERVER_UID, HTTP_POST_SCRIPT,
