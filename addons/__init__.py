@@ -12,7 +12,8 @@ from addons.mlflow import Mlflow
 from addons.object_store import ObjectStore
 from addons.postgres import Postgres
 from addons.teams import Teams
+from addons.trainer import Trainer
 
 LAYERS: dict[str, type[Layer]] = {
-    cls.name: cls for cls in (CertManager, ClusterAutoscaler, GpuOperator, Kueue, ObjectStore, Postgres, Mlflow, KServe, Feast, JupyterHub, Teams)
+    cls.name: cls for cls in (CertManager, ClusterAutoscaler, GpuOperator, Kueue, ObjectStore, Postgres, Mlflow, KServe, Feast, JupyterHub, Trainer, Teams)
 }

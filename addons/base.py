@@ -132,6 +132,7 @@ class KubeObject:
     before_chart: bool = False
     protect: bool = False  # stateful: `pulumi destroy` refuses until unprotected
     after_release: str | None = None  # created right after this release of the layer (before the next)
+    ignore_changes: tuple[str, ...] = ()  # fields controllers own after creation (e.g. Kueue's suspend)
     wait_for: tuple[str, ...] = ()  # `ref`s of other objects of this layer created first (e.g. a seeding Job)
 
     @property
@@ -320,7 +321,8 @@ class LayerComponent(pulumi.ComponentResource):
                 deps = deps + first  # every namespace waits for the cluster itself
             manifest = _resolve(o.manifest, generated)
             res = kube.apply(manifest, pulumi.ResourceOptions.merge(
-                child, pulumi.ResourceOptions(depends_on=deps, protect=o.protect)))
+                child, pulumi.ResourceOptions(depends_on=deps, protect=o.protect,
+                                              ignore_changes=list(o.ignore_changes) or None)))
             if o.manifest["kind"] == "Namespace":
                 created[o.manifest["metadata"]["name"]] = res
             by_name[o.ref] = res
@@ -357,10 +359,9 @@ class LayerComponent(pulumi.ComponentResource):
                     register(o, list(base) + installed)
         for key in layer.manifests:
             man = VERSIONS.manifest(key)
-            installed = [k8s.yaml.v2.ConfigFile(
-                key, file=man.url,
-                opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=base + prereqs + installed)),
-            )]
+            man_opts = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=base + prereqs + installed))
+            installed = [k8s.kustomize.v2.Directory(key, directory=man.url, opts=man_opts) if man.kustomize
+                         else k8s.yaml.v2.ConfigFile(key, file=man.url, opts=man_opts)]
         self.release = self.releases[-1] if self.releases else None
         for o in objects:
             if o.before_chart or o.after_release:

@@ -42,6 +42,7 @@ class ManifestSource:
     version: str
     source: str
     crd_groups: tuple[str, ...] = ()
+    kustomize: bool = False  # a kustomization (built by the provider) rather than one YAML file
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,8 @@ def load(path: Path = ROOT / "versions.yaml") -> Versions:
     }
     manifests = {
         key: ManifestSource(key=key, url=m["url"].format(version=m["version"]), version=str(m["version"]),
-                            source=m["source"], crd_groups=tuple(m.get("crd_groups") or ()))
+                            source=m["source"], crd_groups=tuple(m.get("crd_groups") or ()),
+                            kustomize=bool(m.get("kustomize")))
         for key, m in (data.get("manifests") or {}).items()
     }
     return Versions(

@@ -180,7 +180,7 @@ def test_values_overrides_from_config_are_merged_last():
 def test_disabling_a_layer_removes_it_and_its_per_team_objects():
     off = {"enabled": False}
     rec = evaluate("kind", {"cnai:layers": {"kueue": off, "gpu-operator": off, "mlflow": off, "postgres": off,
-                                            "object-store": off, "kserve": off, "feast": off, "jupyterhub": off}})
+                                            "object-store": off, "kserve": off, "feast": off, "jupyterhub": off, "trainer": off}})
     assert {r.name for r in rec.registrations if r.type.startswith("cnai:addons:")} == {"cert-manager", "teams"}
     assert not [o for o in rec.objects() if o["apiVersion"].startswith("kueue.x-k8s.io")]
 
@@ -197,7 +197,8 @@ def test_every_team_gets_the_same_objects_from_every_layer():
     for o in rec.objects():
         ns = o["metadata"].get("namespace", "")
         if ns.startswith("team-"):
-            if o["metadata"]["name"] != "allow-internet-egress":  # a per-team choice (cnai:teams[].allowInternetEgress)
+            # a per-team choice (cnai:teams[].allowInternetEgress), and examples placed in the first team
+            if o["metadata"]["name"] != "allow-internet-egress" and not o["metadata"]["name"].startswith("example-"):
                 by_ns.setdefault(ns, set()).add((o["kind"], o["metadata"]["name"], o["apiVersion"]))
     assert len(by_ns) == 2
     first, second = by_ns.values()

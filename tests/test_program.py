@@ -53,7 +53,7 @@ def test_waves_are_minimal():
         return waves(load_spec(stack_config("kind", {"cnai:layers": {n: off for n in layers}})[0], "kind"), LAYERS)
 
     assert waves_without("kserve") == 3
-    assert waves_without("kserve", "mlflow", "feast", "postgres") == 2
+    assert waves_without("kserve", "mlflow", "feast", "postgres", "trainer") == 2
 
 
 def test_laptop_footprint_is_explicit_and_small():

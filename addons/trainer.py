@@ -1,0 +1,114 @@
+"""trainer: Kubeflow Trainer v2 (TrainJob), with JobSet, the ClusterTrainingRuntimes and Kueue admission.
+
+The chart (CRDs as templates, the controller, the JobSet subchart) goes into `kubeflow-system`; the
+runtimes (torch, DeepSpeed, MLX, JAX, XGBoost, torchtune) are applied explicitly from the release's
+kustomize overlay instead of the chart's hook Job (which runs as root and installs kubectl from the
+internet at install time). TrainJobs in team namespaces that carry `kueue.x-k8s.io/queue-name` are
+suspended by Kueue until its quota admits them; team groups may create TrainJobs (the `edit` role
+aggregates them). The example TrainJob trains a tiny PyTorch model on CPU in the first team's namespace.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from addons.base import KubeObject, Layer, Workload, resources
+from addons.kueue import LOCAL_QUEUE, QUEUE_LABEL
+from modules.config import LayerOptions
+from modules.k8s import MANAGED_BY
+
+API = "trainer.kubeflow.org/v1alpha1"
+EXAMPLE = "example-torch"
+RUNTIME = "torch-distributed"
+_MANAGER = {"laptop": ("50m", "128Mi", "512Mi"), "production": ("100m", "300Mi", "1Gi")}
+_JOBSET = ("500m", "128Mi")  # the JobSet subchart's own default requests
+# Trains y = Xw + b with gloo on one CPU process; prints the final loss (read by the smoke test).
+_SCRIPT = """import torch, torch.distributed as dist
+dist.init_process_group(backend="gloo")
+torch.manual_seed(0)
+x = torch.randn(256, 4); y = x @ torch.tensor([1.0, -2.0, 3.0, 0.5]) + 0.1
+model = torch.nn.Linear(4, 1); opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for step in range(50):
+    opt.zero_grad(); loss = torch.nn.functional.mse_loss(model(x).squeeze(-1), y); loss.backward(); opt.step()
+print(f"rank={dist.get_rank()} world={dist.get_world_size()} loss={loss.item():.4f}")
+dist.destroy_process_group()
+"""
+
+
+class TrainerOptions(LayerOptions):
+    example: bool = Field(True, description="submit the example PyTorch TrainJob in the first team's namespace")
+
+
+class Trainer(Layer):
+    name = "trainer"
+    component = "Trainer"
+    description = "Kubeflow Trainer: TrainJobs on ClusterTrainingRuntimes (PyTorch, DeepSpeed, JAX...), queued by Kueue."
+    chart = "kubeflow-trainer"
+    manifests = ("trainer-runtimes",)
+    after = ("teams", "kueue")
+    Options = TrainerOptions
+    default_namespace = "kubeflow-system"
+
+    def values(self) -> dict[str, Any]:
+        return {
+            "manager": {"replicas": self.profile.replicas, "resources": resources(*_MANAGER[self.profile.name])},
+            "jobset": {"install": True},
+            "crds": {"enabled": True},
+            # Runtimes come from the pinned overlay, not from the chart's installer hook.
+            "runtimes": {"defaultEnabled": False},
+        }
+
+    def _edit_role(self) -> KubeObject:
+        """Aggregated into `edit`, which team groups hold in their namespaces."""
+        return KubeObject({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "cnai-trainer-edit", "labels": {
+                **MANAGED_BY, "rbac.authorization.k8s.io/aggregate-to-edit": "true",
+                "rbac.authorization.k8s.io/aggregate-to-admin": "true"}},
+            "rules": [{"apiGroups": ["trainer.kubeflow.org"], "resources": ["trainjobs", "trainingruntimes"],
+                       "verbs": ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]},
+                      {"apiGroups": ["trainer.kubeflow.org"], "resources": ["trainjobs/status"],
+                       "verbs": ["get", "list", "watch"]}],
+        }, needs_chart=True)
+
+    def example_namespace(self) -> str | None:
+        return self.spec.teams[0].namespace if self.spec.teams and "teams" in self.peers else None
+
+    def objects(self) -> list[KubeObject]:
+        out = [self._edit_role()]
+        ns = self.example_namespace()
+        if not (self.options.example and ns):
+            return out
+        labels = dict(MANAGED_BY)
+        if "kueue" in self.peers:
+            labels[QUEUE_LABEL] = LOCAL_QUEUE
+        job = {
+            "apiVersion": API, "kind": "TrainJob",
+            "metadata": {"name": EXAMPLE, "namespace": ns, "labels": labels},
+            "spec": {
+                "runtimeRef": {"apiGroup": "trainer.kubeflow.org", "kind": "ClusterTrainingRuntime", "name": RUNTIME},
+                # Created suspended; Kueue un-suspends it when the team's queue admits it.
+                "suspend": "kueue" in self.peers,
+                "trainer": {
+                    "numNodes": 1, "numProcPerNode": 1,
+                    "command": ["torchrun", "--no-python", "python3", "-c", _SCRIPT],
+                    "resourcesPerNode": {"requests": {"cpu": "1", "memory": "2Gi"},
+                                         "limits": {"cpu": "1", "memory": "2Gi"}},
+                },
+            },
+        }
+        # Kueue owns suspend and adds its placement as a runtime patch after admission.
+        out.append(KubeObject(job, needs_chart=True, needs_after=True,
+                              ignore_changes=("spec.suspend", "spec.runtimePatches")))
+        return out
+
+    def workloads(self) -> list[Workload]:
+        cpu, mem, _ = _MANAGER[self.profile.name]
+        return [Workload("trainer-controller-manager", cpu, mem, self.profile.replicas),
+                Workload("jobset-controller-manager", *_JOBSET)]
+
+    def outputs(self) -> dict[str, Any]:
+        ns = self.example_namespace()
+        return {"exampleTrainJob": f"{ns}/{EXAMPLE}"} if self.options.example and ns else {}

@@ -1,0 +1,43 @@
+"""Kubeflow layers: Trainer release, runtimes applied explicitly, TrainJobs admitted through Kueue."""
+
+from __future__ import annotations
+
+from tests.conftest import evaluate, values_of
+
+
+def test_trainer_runtimes_come_from_the_pinned_overlay_not_the_chart_hook():
+    rec = evaluate("kind")
+    v = values_of(rec, "trainer")
+    assert v["runtimes"]["defaultEnabled"] is False and v["jobset"]["install"] is True
+    overlay = rec.get("kubernetes:kustomize/v2:Directory", "trainer-runtimes")
+    assert overlay.inputs["directory"] == \
+        "https://github.com/kubeflow/trainer.git//manifests/overlays/runtimes?ref=v2.3.0"
+    assert "kubernetes:helm.sh/v3:Release::trainer" in {rec.label(d) for d in overlay.depends_on}
+
+
+def test_example_trainjob_is_queued_by_kueue_in_a_team_namespace():
+    rec = evaluate("kind")
+    reg = rec.get("kubernetes:trainer.kubeflow.org/v1alpha1:TrainJob", "trainjob-team-research-example-torch")
+    job = reg.inputs
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "default"
+    assert job["spec"]["suspend"] is True
+    assert job["spec"]["runtimeRef"]["name"] == "torch-distributed"
+    assert set(reg.ignore_changes) == {"spec.suspend", "spec.runtimePatches"}
+    deps = {rec.label(d) for d in reg.depends_on}
+    assert "kubernetes:kustomize/v2:Directory::trainer-runtimes" in deps  # the runtime exists first
+    # ... and the team's LocalQueue exists first (the TrainJob waits for the kueue layer's objects)
+    lq = next(r for r in rec.by_type("kubernetes:kueue.x-k8s.io/v1beta2:LocalQueue")
+              if r.inputs["metadata"]["namespace"] == "team-research")
+    assert lq.urn in reg.depends_on
+
+
+def test_without_kueue_the_example_runs_unsuspended():
+    rec = evaluate("kind", {"cnai:layers": {"kueue": {"enabled": False}}})
+    job = rec.get("kubernetes:trainer.kubeflow.org/v1alpha1:TrainJob", "trainjob-team-research-example-torch").inputs
+    assert job["spec"]["suspend"] is False and "kueue.x-k8s.io/queue-name" not in job["metadata"]["labels"]
+
+
+def test_team_members_may_create_trainjobs():
+    role = next(o for o in evaluate("kind").objects() if o["metadata"]["name"] == "cnai-trainer-edit")
+    assert role["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert "trainjobs" in role["rules"][0]["resources"] and "create" in role["rules"][0]["verbs"]
