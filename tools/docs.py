@@ -76,10 +76,18 @@ def graph() -> str:
     return "\n".join(lines + ["```"])
 
 
+def policies() -> str:
+    sys.path.insert(0, str(ROOT / "policies"))
+    from rules import RULES
+
+    return _table(["Rule", "Checks"], [[f"`{r.name}`", r.description] for r in RULES])
+
+
 BLOCKS = {
     "docs/versions.md": {"charts": charts, "manifests": manifests, "images": images, "packages": packages},
     "README.md": {"layers": layers, "graph": graph},
     "docs/architecture.md": {"graph": graph},
+    "docs/policies.md": {"policies": policies},
 }
 
 
