@@ -6,14 +6,16 @@ from addons.cluster_autoscaler import ClusterAutoscaler
 from addons.feast import Feast
 from addons.gpu_operator import GpuOperator
 from addons.jupyterhub import JupyterHub
+from addons.katib import Katib
 from addons.kserve import KServe
 from addons.kueue import Kueue
 from addons.mlflow import Mlflow
 from addons.object_store import ObjectStore
+from addons.pipelines import Pipelines
 from addons.postgres import Postgres
 from addons.teams import Teams
 from addons.trainer import Trainer
 
 LAYERS: dict[str, type[Layer]] = {
-    cls.name: cls for cls in (CertManager, ClusterAutoscaler, GpuOperator, Kueue, ObjectStore, Postgres, Mlflow, KServe, Feast, JupyterHub, Trainer, Teams)
+    cls.name: cls for cls in (CertManager, ClusterAutoscaler, GpuOperator, Kueue, ObjectStore, Postgres, Mlflow, KServe, Feast, JupyterHub, Trainer, Katib, Pipelines, Teams)
 }

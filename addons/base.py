@@ -169,6 +169,7 @@ class Layer:
     after: ClassVar[tuple[str, ...]] = ()
     chart: ClassVar[str | None] = None
     manifests: ClassVar[tuple[str, ...]] = ()
+    install_after: ClassVar[bool] = False  # releases/manifests also wait for the enabled `after` layers
     extra_charts: ClassVar[tuple[str, ...]] = ()  # further charts `releases()` may install (docs, tests)
     databases: ClassVar[tuple[str, ...]] = ()  # PostgreSQL databases (one role each, same name)
     buckets: ClassVar[dict[str, str]] = {}  # object-store buckets it uses -> "rw" | "ro"
@@ -183,6 +184,7 @@ class Layer:
         self.profile: Profile = PROFILES[spec.profile]
         self.options = spec.layer(self.name)
         self.peers: dict[str, Layer] = {}  # every enabled layer by name, set by the program
+        self.shared_namespace: dict[str, Any] | None = None  # merged manifest when layers share a namespace
 
     def peer(self, name: str) -> Any:
         """An enabled layer this one reads endpoints from (it must be in `requires`)."""
@@ -282,6 +284,8 @@ class Layer:
         return releases[-1].values if releases else {}
 
     def namespace_manifest(self) -> dict[str, Any] | None:
+        if self.shared_namespace is not None:
+            return self.shared_namespace
         if not self.namespace:
             return None
         labels = {kube.PLATFORM_LABEL: self.name, **kube.pod_security(self.pod_security)}
@@ -297,12 +301,15 @@ class LayerComponent(pulumi.ComponentResource):
     order), and the objects it creates directly."""
 
     def __init__(self, layer: Layer, cluster: Cluster, requires: list[pulumi.Resource],
-                 after: list[pulumi.Resource], generated: dict[tuple[str, str], pulumi.Output[str]]):
+                 after: list[pulumi.Resource], generated: dict[tuple[str, str], pulumi.Output[str]],
+                 namespaces: dict[str, pulumi.Resource] | None = None):
         super().__init__(f"cnai:addons:{layer.component}", layer.name, None,
                          pulumi.ResourceOptions(provider=cluster.provider))
         self.layer = layer
         child = pulumi.ResourceOptions(parent=self)
-        created: dict[str, pulumi.Resource] = {}
+        # Namespaces created so far by any layer: a namespace two layers live in (Katib and Pipelines
+        # share `kubeflow`, whose manifests hard-code it) is created once, by the first.
+        created: dict[str, pulumi.Resource] = namespaces if namespaces is not None else {}
         first = list(cluster.ready) + list(requires)
         for cred in layer.credentials():
             pw = random.RandomPassword(f"{layer.name}-{cred}", length=32, special=False, opts=child)
@@ -313,6 +320,8 @@ class LayerComponent(pulumi.ComponentResource):
         by_name: dict[str, pulumi.Resource] = {}
 
         def register(o: KubeObject, deps: list[pulumi.Resource]) -> pulumi.Resource:
+            if o.manifest["kind"] == "Namespace" and o.manifest["metadata"]["name"] in created:
+                return created[o.manifest["metadata"]["name"]]
             ns = o.manifest["metadata"].get("namespace")
             if ns in created:
                 deps = deps + [created[ns]]
@@ -332,7 +341,7 @@ class LayerComponent(pulumi.ComponentResource):
         base = [register(KubeObject(ns_manifest), first)] if ns_manifest else first
         objects = layer.objects()
         prereqs = [register(o, list(base)) for o in objects if o.before_chart]
-        installed: list[pulumi.Resource] = []
+        installed: list[pulumi.Resource] = list(after) if layer.install_after else []
         self.releases: list[k8s.helm.v3.Release] = []
         for rel in layer.final_releases():
             src = rel.source
@@ -377,6 +386,29 @@ class LayerComponent(pulumi.ComponentResource):
             out["releases"] = [r.status.apply(lambda s: s.name if s else None) for r in self.releases]
         self.outputs = out
         self.register_outputs(out)
+
+
+_LEVELS = ["privileged", "baseline", "restricted"]
+
+
+def share_namespaces(layers: list[Layer]) -> None:
+    """Layers that live in the same namespace get one merged Namespace: every layer's labels, the
+    least strict Pod Security level among them, and the first layer as its platform owner."""
+    by_ns: dict[str, list[Layer]] = {}
+    for layer in layers:
+        if layer.namespace:
+            by_ns.setdefault(layer.namespace, []).append(layer)
+    for ns, group in by_ns.items():
+        if len(group) < 2:
+            continue
+        labels: dict[str, str] = {}
+        for layer in reversed(group):
+            labels.update(layer.namespace_manifest()["metadata"]["labels"])
+        level = min((layer.pod_security for layer in group), key=_LEVELS.index)
+        labels.update({**kube.pod_security(level), kube.PLATFORM_LABEL: group[0].name})
+        merged = kube.namespace(ns, labels)
+        for layer in group:
+            layer.shared_namespace = merged
 
 
 def check_requirements(spec: PlatformSpec, registry: dict[str, type[Layer]]) -> None:

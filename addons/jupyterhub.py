@@ -141,6 +141,8 @@ class JupyterHub(Layer):
             env["AWS_ENDPOINT_URL"] = endpoint
         if "feast" in self.peers:
             env["FEAST_FS_YAML_FILE_PATH"] = FEAST_PATH
+        if "pipelines" in self.peers:
+            env["KF_PIPELINES_ENDPOINT"] = self.peer("pipelines").endpoint
         return env
 
     def _feast_client(self) -> str:

@@ -43,6 +43,10 @@ class Teams(Layer):
             out += [KubeObject(m) for m in self.team_objects(team)]
         return out
 
+    def _namespace_labels(self) -> dict[str, str]:
+        """Labels other layers need on team namespaces (Katib injects its metrics collector there)."""
+        return {"katib.kubeflow.org/metrics-collector-injection": "enabled"} if "katib" in self.peers else {}
+
     def team_objects(self, team) -> list[dict[str, Any]]:
         ns = team.namespace
         labels = {**MANAGED_BY, TEAM_LABEL: team.name}
@@ -55,7 +59,7 @@ class Teams(Layer):
                 "pods": str(q.pods), "requests.storage": q.storage, f"requests.{GPU_RESOURCE}": str(q.gpu)}
         p = self.profile
         objs: list[dict[str, Any]] = [
-            namespace(ns, {TEAM_LABEL: team.name, **pod_security("baseline")}),
+            namespace(ns, {TEAM_LABEL: team.name, **pod_security("baseline"), **self._namespace_labels()}),
             {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": meta("team-quota"), "spec": {"hard": hard}},
             {"apiVersion": "v1", "kind": "LimitRange", "metadata": meta("container-defaults"),
              "spec": {"limits": [{"type": "Container", "defaultRequest": dict(p.container_request),

@@ -7,7 +7,7 @@ from typing import Any
 import pulumi
 
 from addons import LAYERS
-from addons.base import Layer, LayerComponent, check_requirements, ordered
+from addons.base import Layer, LayerComponent, check_requirements, ordered, share_namespaces
 from modules import eks, existing, gke, kind
 from modules.config import ConfigError, PlatformSpec, parse_spec, read_config, spec_model
 from modules.cluster import Capabilities, WorkloadIdentity
@@ -62,6 +62,7 @@ def resolve(spec: PlatformSpec) -> tuple[Capabilities, list[Layer]]:
     peers = {layer.name: layer for layer in layers}
     for layer in layers:
         layer.peers = peers
+    share_namespaces(layers)
     return caps, layers
 
 
@@ -72,10 +73,11 @@ def build(spec: PlatformSpec | None = None) -> dict[str, Any]:
     cluster = CLUSTERS[spec.environment].create(spec, identities(spec))
     deployed: dict[str, LayerComponent] = {}
     generated: dict[tuple[str, str], pulumi.Output[str]] = {}  # credentials, filled as layers deploy
+    namespaces: dict[str, pulumi.Resource] = {}  # created once, shared by the layers that live there
     for layer in planned:
         requires = [deployed[r] for r in layer.requires]
         after = [deployed[a] for a in layer.after if a in deployed]
-        deployed[layer.name] = LayerComponent(layer, cluster, requires, after, generated)
+        deployed[layer.name] = LayerComponent(layer, cluster, requires, after, generated, namespaces)
     outputs = {
         "environment": spec.environment,
         "cluster": cluster.name,

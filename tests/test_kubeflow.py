@@ -41,3 +41,45 @@ def test_team_members_may_create_trainjobs():
     role = next(o for o in evaluate("kind").objects() if o["metadata"]["name"] == "cnai-trainer-edit")
     assert role["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
     assert "trainjobs" in role["rules"][0]["resources"] and "create" in role["rules"][0]["verbs"]
+
+
+def test_local_kustomizations_pin_the_versions_table():
+    import re
+
+    import yaml
+
+    from modules.versions import ROOT, VERSIONS
+
+    for key, man in VERSIONS.manifests.items():
+        if not man.kustomize or man.url.startswith("http"):
+            continue
+        doc = yaml.safe_load((ROOT / man.url / "kustomization.yaml").read_text())
+        refs = [re.search(r"\?ref=(.+)$", r).group(1) for r in doc["resources"] if "ref=" in r]
+        assert refs and all(ref == man.version for ref in refs), f"{man.url}: refs {refs} != {man.version}"
+
+
+def test_kubeflow_namespace_is_created_once_with_every_layers_labels():
+    rec = evaluate("kind")
+    spaces = [r for r in rec.by_type("kubernetes:core/v1:Namespace") if r.inputs["metadata"]["name"] == "kubeflow"]
+    assert len(spaces) == 1
+    labels = spaces[0].inputs["metadata"]["labels"]
+    assert labels["katib.kubeflow.org/metrics-collector-injection"] == "enabled"
+    assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
+    katib = rec.get("kubernetes:kustomize/v2:Directory", "katib")
+    assert spaces[0].urn in katib.depends_on  # Katib waits for the namespace Pipelines created
+    assert "kubernetes:kustomize/v2:Directory::trainer-runtimes" in {rec.label(d) for d in katib.depends_on}
+
+
+def test_katib_example_runs_in_a_team_namespace_with_the_collector():
+    rec = evaluate("kind")
+    exp = next(o for o in rec.objects() if o["kind"] == "Experiment")
+    assert exp["metadata"]["namespace"] == "team-research" and exp["spec"]["maxTrialCount"] == 2
+    team = next(o for o in rec.objects() if o["kind"] == "Namespace" and o["metadata"]["name"] == "team-research")
+    assert team["metadata"]["labels"]["katib.kubeflow.org/metrics-collector-injection"] == "enabled"
+    image = exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert ":" in image and not image.endswith(":latest")
+
+
+def test_notebooks_know_the_pipelines_endpoint():
+    env = values_of(evaluate("kind"), "jupyterhub")["singleuser"]["extraEnv"]
+    assert env["KF_PIPELINES_ENDPOINT"] == "http://ml-pipeline.kubeflow.svc.cluster.local:8888"

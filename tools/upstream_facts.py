@@ -133,12 +133,15 @@ def build(upstreams: list[Path], extra_subcharts: dict[str, dict[str, Path]],
         files[FACTS / "values" / f"{key}.json"] = json.dumps(facts, indent=1, sort_keys=True) + "\n"
     sources = sorted([*VERSIONS.charts.items(), *VERSIONS.manifests.items()])
     for key, src in sources:
-        for group in src.crd_groups:
+        for entry in src.crd_groups:
+            group, _, only = entry.partition("/")  # "group" or "group/Kind" (groups several projects share)
             if group not in index:
                 if complete:
                     raise SystemExit(f"no upstream CRDs of group {group} ({key})")
                 continue
             for kind, crd in sorted(index[group].items()):
+                if only and kind != only:
+                    continue
                 if not crd["tag"].endswith(src.version.lstrip("v")):
                     raise SystemExit(f"{group}/{kind}: CRD copy is from {crd['tag']}, chart pinned at {src.version}")
                 for version, meta in sorted(crd["versions"].items()):
