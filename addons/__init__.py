@@ -11,11 +11,12 @@ from addons.kserve import KServe
 from addons.kueue import Kueue
 from addons.mlflow import Mlflow
 from addons.object_store import ObjectStore
+from addons.observability import Observability
 from addons.pipelines import Pipelines
 from addons.postgres import Postgres
 from addons.teams import Teams
 from addons.trainer import Trainer
 
 LAYERS: dict[str, type[Layer]] = {
-    cls.name: cls for cls in (CertManager, ClusterAutoscaler, GpuOperator, Kueue, ObjectStore, Postgres, Mlflow, KServe, Feast, JupyterHub, Trainer, Katib, Pipelines, Teams)
+    cls.name: cls for cls in (CertManager, ClusterAutoscaler, GpuOperator, Kueue, ObjectStore, Postgres, Mlflow, KServe, Feast, JupyterHub, Trainer, Katib, Pipelines, Observability, Teams)
 }

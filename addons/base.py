@@ -169,7 +169,7 @@ class Layer:
     after: ClassVar[tuple[str, ...]] = ()
     chart: ClassVar[str | None] = None
     manifests: ClassVar[tuple[str, ...]] = ()
-    install_after: ClassVar[bool] = False  # releases/manifests also wait for the enabled `after` layers
+    install_after: ClassVar[tuple[str, ...]] = ()  # `after` layers the releases/manifests themselves wait for
     extra_charts: ClassVar[tuple[str, ...]] = ()  # further charts `releases()` may install (docs, tests)
     databases: ClassVar[tuple[str, ...]] = ()  # PostgreSQL databases (one role each, same name)
     buckets: ClassVar[dict[str, str]] = {}  # object-store buckets it uses -> "rw" | "ro"
@@ -301,7 +301,7 @@ class LayerComponent(pulumi.ComponentResource):
     order), and the objects it creates directly."""
 
     def __init__(self, layer: Layer, cluster: Cluster, requires: list[pulumi.Resource],
-                 after: list[pulumi.Resource], generated: dict[tuple[str, str], pulumi.Output[str]],
+                 after: dict[str, pulumi.Resource], generated: dict[tuple[str, str], pulumi.Output[str]],
                  namespaces: dict[str, pulumi.Resource] | None = None):
         super().__init__(f"cnai:addons:{layer.component}", layer.name, None,
                          pulumi.ResourceOptions(provider=cluster.provider))
@@ -341,7 +341,7 @@ class LayerComponent(pulumi.ComponentResource):
         base = [register(KubeObject(ns_manifest), first)] if ns_manifest else first
         objects = layer.objects()
         prereqs = [register(o, list(base)) for o in objects if o.before_chart]
-        installed: list[pulumi.Resource] = list(after) if layer.install_after else []
+        installed: list[pulumi.Resource] = [after[n] for n in layer.install_after if n in after]
         self.releases: list[k8s.helm.v3.Release] = []
         for rel in layer.final_releases():
             src = rel.source
@@ -379,7 +379,7 @@ class LayerComponent(pulumi.ComponentResource):
             if o.needs_chart:
                 deps += installed
             if o.needs_after:
-                deps += after
+                deps += list(after.values())
             register(o, deps)
         out = {"namespace": layer.namespace or "", **layer.outputs()}
         if self.releases:

@@ -35,7 +35,7 @@ class Katib(Layer):
     description = "Hyperparameter tuning: Experiments whose trials run as Jobs or TrainJobs, results in MySQL."
     manifests = ("katib",)
     after = ("teams", "trainer")
-    install_after = True  # the controller registers TrainJob trials only if the CRD exists when it starts
+    install_after = ("trainer",)  # the controller registers TrainJob trials only if the CRD exists when it starts
     Options = KatibOptions
     default_namespace = "kubeflow"
     pod_security = "baseline"

@@ -57,7 +57,10 @@ class Kueue(Layer):
     component = "Kueue"
     description = "Queues batch and training workloads under quotas, with fair sharing and priorities."
     chart = "kueue"
-    after = ("teams",)
+    # LocalQueues go into team namespaces; with observability on, the chart's ServiceMonitor needs
+    # the Prometheus Operator CRDs, so the release waits for that layer too.
+    after = ("teams", "observability")
+    install_after = ("observability",)
     Options = KueueOptions
     default_namespace = "kueue-system"
 
@@ -83,6 +86,8 @@ class Kueue(Layer):
                             "resources": resources(*_SIZES[self.profile.name])},
                 "podDisruptionBudget": {"enabled": replicas > 1, "minAvailable": 1},
             },
+            # Queue metrics (pending/admitted workloads) for the observability layer's dashboard.
+            "enablePrometheus": "observability" in self.peers,
         }
 
     def workloads(self) -> list[Workload]:

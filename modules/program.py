@@ -76,7 +76,7 @@ def build(spec: PlatformSpec | None = None) -> dict[str, Any]:
     namespaces: dict[str, pulumi.Resource] = {}  # created once, shared by the layers that live there
     for layer in planned:
         requires = [deployed[r] for r in layer.requires]
-        after = [deployed[a] for a in layer.after if a in deployed]
+        after = {a: deployed[a] for a in layer.after if a in deployed}
         deployed[layer.name] = LayerComponent(layer, cluster, requires, after, generated, namespaces)
     outputs = {
         "environment": spec.environment,

@@ -18,7 +18,7 @@ ENFORCE = "pod-security.kubernetes.io/enforce"
 TEAM_LABEL = "platform.cnai.dev/team"
 PLATFORM_LABEL = "platform.cnai.dev/part-of"
 # Layers whose namespaces may run below `restricted` (each layer documents why: docs/layers/*.md).
-BELOW_RESTRICTED = {"gpu-operator": "privileged", "feast": "baseline", "jupyterhub": "baseline", "kserve": "baseline",
+BELOW_RESTRICTED = {"gpu-operator": "privileged", "observability": "privileged", "feast": "baseline", "jupyterhub": "baseline", "kserve": "baseline",
                     "katib": "baseline", "pipelines": "baseline"}
 _EXACT_VERSION = re.compile(r"^v?\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$")
 _PINNED_REF = re.compile(r"(/v?\d+\.\d+\.\d+/|[?&]ref=v?\d+\.\d+\.\d+$)")

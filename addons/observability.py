@@ -1,0 +1,157 @@
+"""observability: Prometheus, Grafana and the platform's dashboards (kube-prometheus-stack).
+
+- Prometheus picks up every ServiceMonitor/PodMonitor/PrometheusRule in the cluster, not only the
+  chart's own: the GPU operator's DCGM exporter, Kueue's metrics (the kueue layer turns them on and
+  installs after this layer, whose CRDs its chart needs) and anything teams add.
+- Grafana's admin password is generated (Secret `grafana-admin`); dashboards are ConfigMaps the
+  Grafana sidecar loads: GPU utilisation and memory (DCGM), Kueue queues (pending/admitted
+  workloads) and platform health (available replicas per platform namespace).
+- Managed control planes (EKS, GKE) and kind do not expose etcd, scheduler, controller-manager or
+  kube-proxy metrics to workloads, so those scrape targets are off everywhere.
+- The laptop profile keeps 1 day of metrics on a 5 GiB volume and no Alertmanager.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import Field
+
+from addons.base import Generated, KubeObject, Layer, Workload, resources
+from modules.config import LayerOptions
+from modules.k8s import MANAGED_BY
+
+RELEASE = "observability"
+ADMIN_SECRET = "grafana-admin"
+DASHBOARD_LABEL = "grafana_dashboard"
+
+_SIZES = {
+    "laptop": {"prometheus": ("100m", "256Mi", "2Gi"), "operator": ("20m", "64Mi", "256Mi"),
+               "retention": "1d", "storage": "5Gi"},
+    "production": {"prometheus": ("500m", "2Gi", "8Gi"), "operator": ("100m", "128Mi", "512Mi"),
+                   "retention": "15d", "storage": "100Gi"},
+}
+
+
+def _panel(title: str, expr: str, legend: str, unit: str, x: int, y: int) -> dict[str, Any]:
+    return {"type": "timeseries", "title": title, "gridPos": {"x": x, "y": y, "w": 12, "h": 8},
+            "datasource": {"type": "prometheus", "uid": "prometheus"},
+            "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+            "targets": [{"expr": expr, "legendFormat": legend, "refId": "A"}]}
+
+
+def _dashboard(uid: str, title: str, panels: list[dict[str, Any]]) -> str:
+    return json.dumps({"uid": uid, "title": title, "tags": ["cnai"], "schemaVersion": 39, "time": {"from": "now-6h"},
+                       "refresh": "30s", "panels": panels}, indent=1, sort_keys=True)
+
+
+DASHBOARDS = {
+    "cnai-gpu": _dashboard("cnai-gpu", "CNAI / GPUs", [
+        _panel("GPU utilisation", "avg by (Hostname, gpu) (DCGM_FI_DEV_GPU_UTIL)", "{{Hostname}} GPU {{gpu}}",
+               "percent", 0, 0),
+        _panel("GPU memory used", "sum by (Hostname, gpu) (DCGM_FI_DEV_FB_USED) * 1024 * 1024",
+               "{{Hostname}} GPU {{gpu}}", "bytes", 12, 0),
+        _panel("GPU power", "sum by (Hostname, gpu) (DCGM_FI_DEV_POWER_USAGE)", "{{Hostname}} GPU {{gpu}}",
+               "watt", 0, 8),
+        _panel("GPUs in use by namespace", 'sum by (namespace) (DCGM_FI_DEV_GPU_UTIL{namespace!=""} > bool 0)',
+               "{{namespace}}", "short", 12, 8),
+    ]),
+    "cnai-kueue": _dashboard("cnai-kueue", "CNAI / Kueue queues", [
+        _panel("Pending workloads", "sum by (cluster_queue) (kueue_pending_workloads)", "{{cluster_queue}}",
+               "short", 0, 0),
+        _panel("Admitted active workloads", "sum by (cluster_queue) (kueue_admitted_active_workloads)",
+               "{{cluster_queue}}", "short", 12, 0),
+        _panel("GPU quota used", 'sum by (cluster_queue) (kueue_cluster_queue_resource_usage{resource="nvidia.com/gpu"})',
+               "{{cluster_queue}}", "short", 0, 8),
+        _panel("Admission wait (p90)",
+               "histogram_quantile(0.9, sum by (le, cluster_queue) (rate(kueue_admission_wait_time_seconds_bucket[10m])))",
+               "{{cluster_queue}}", "s", 12, 8),
+    ]),
+    "cnai-platform": _dashboard("cnai-platform", "CNAI / Platform layers", [
+        _panel("Available replicas by namespace", "sum by (namespace) (kube_deployment_status_replicas_available)",
+               "{{namespace}}", "short", 0, 0),
+        _panel("Unavailable replicas by namespace", "sum by (namespace) (kube_deployment_status_replicas_unavailable)",
+               "{{namespace}}", "short", 12, 0),
+        _panel("Pod restarts (1h)", "sum by (namespace) (increase(kube_pod_container_status_restarts_total[1h]))",
+               "{{namespace}}", "short", 0, 8),
+        _panel("PVC usage", "max by (namespace, persistentvolumeclaim) (kubelet_volume_stats_used_bytes / "
+               "kubelet_volume_stats_capacity_bytes)", "{{namespace}}/{{persistentvolumeclaim}}", "percentunit", 12, 8),
+    ]),
+}
+
+
+class ObservabilityOptions(LayerOptions):
+    retention: str = Field("", pattern=r"^([0-9]+[hdwy])?$", description="metrics retention (default: 1d laptop, 15d production)")
+    storageSize: str = Field("", description="Prometheus volume (default: 5Gi laptop, 100Gi production)")
+    alertmanager: bool | None = Field(None, description="run Alertmanager (default: production only)")
+
+
+class Observability(Layer):
+    name = "observability"
+    component = "Observability"
+    description = "Prometheus and Grafana with GPU, Kueue and platform dashboards; scrapes every ServiceMonitor."
+    chart = "kube-prometheus-stack"
+    Options = ObservabilityOptions
+    default_namespace = "monitoring"
+    pod_security = "privileged"
+    pod_security_reason = "node-exporter reads host metrics with hostNetwork, hostPID and host paths"
+
+    def credentials(self) -> list[str]:
+        return ["grafana-admin-password"]
+
+    def values(self) -> dict[str, Any]:
+        size = _SIZES[self.profile.name]
+        alertmanager = self.options.alertmanager if self.options.alertmanager is not None \
+            else self.profile.name == "production"
+        volume = {"volumeClaimTemplate": {"spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": self.options.storageSize or size["storage"]}}}}}
+        return {
+            "crds": {"enabled": True},
+            "alertmanager": {"enabled": alertmanager},
+            "grafana": {
+                "admin": {"existingSecret": ADMIN_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
+                "sidecar": {"dashboards": {"enabled": True, "label": DASHBOARD_LABEL, "labelValue": "1",
+                                           "searchNamespace": "ALL"}},
+                # grafana.resources belongs to the grafana subchart, whose values are not among the
+                # pinned facts; Grafana keeps the subchart's default (no requests).
+            },
+            "prometheusOperator": {"resources": resources(*size["operator"])},
+            "prometheus": {"prometheusSpec": {
+                "retention": self.options.retention or size["retention"],
+                "resources": resources(*size["prometheus"]),
+                "storageSpec": volume,
+                # Scrape every monitor in the cluster, not only those labelled for this release.
+                "serviceMonitorSelectorNilUsesHelmValues": False,
+                "podMonitorSelectorNilUsesHelmValues": False,
+                "ruleSelectorNilUsesHelmValues": False,
+            }},
+            "kubeControllerManager": {"enabled": False},
+            "kubeScheduler": {"enabled": False},
+            "kubeEtcd": {"enabled": False},
+            "kubeProxy": {"enabled": False},
+        }
+
+    def objects(self) -> list[KubeObject]:
+        ns, labels = self.namespace, dict(MANAGED_BY)
+        out = [KubeObject({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                           "metadata": {"name": ADMIN_SECRET, "namespace": ns, "labels": labels},
+                           "stringData": {"admin-user": "admin",
+                                          "admin-password": Generated(self.name, "grafana-admin-password")}},
+                          before_chart=True)]
+        for name, dashboard in DASHBOARDS.items():
+            out.append(KubeObject({"apiVersion": "v1", "kind": "ConfigMap",
+                                   "metadata": {"name": name, "namespace": ns,
+                                                "labels": {**labels, DASHBOARD_LABEL: "1"}},
+                                   "data": {f"{name}.json": dashboard}}, before_chart=True))
+        return out
+
+    def workloads(self) -> list[Workload]:
+        size = _SIZES[self.profile.name]
+        return [Workload("prometheus", *size["prometheus"][:2]), Workload("prometheus-operator", *size["operator"][:2]),
+                Workload("grafana", "0", "0")]  # subchart default: no requests
+
+    def outputs(self) -> dict[str, Any]:
+        return {"grafana": f"kubectl -n {self.namespace} port-forward svc/{RELEASE}-grafana 3000:80, then "
+                           f"http://localhost:3000 (user admin, password in Secret {ADMIN_SECRET})"}
