@@ -133,6 +133,8 @@ class KindCluster(Strict):
     clusterName: DnsLabel = "cnai"
     workers: int | None = Field(None, ge=1, le=8, description="CPU workers (default: the profile's)")
     kubeconfigPath: str = Field("", description="where kind writes the kubeconfig (default: kind's)")
+    simulateGpus: bool = Field(False, description="CI without GPUs: the GPU worker advertises cnai:gpu.count fake "
+                               "nvidia.com/gpu (no device) so GPU scheduling, quotas and profiles can be tested")
 
 
 class ExistingCluster(Strict):

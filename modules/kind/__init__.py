@@ -9,6 +9,7 @@ tainted like a cloud GPU node, then set up inside by `gpu-node.sh`. `preflight.s
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,20 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from modules.cluster import GPU_RESOURCE, GPU_TAINT, Capabilities, Cluster, WorkloadIdentity
-from modules.config import PlatformSpec
+from modules.config import ConfigError, PlatformSpec
 from modules.profiles import PROFILES
 from modules.versions import VERSIONS
 
 HERE = Path(__file__).resolve().parent
 GPU_NODE_LABELS = {"nvidia.com/gpu.present": "true", "platform.cnai.dev/pool": "gpu"}
+
+
+def validate(spec: PlatformSpec) -> None:
+    if spec.kind.simulateGpus and not spec.gpu.enabled:
+        raise ConfigError("cnai:kind.simulateGpus: needs cnai:gpu.enabled: true (the GPUs to simulate)")
+    if spec.kind.simulateGpus and spec.layer("gpu-operator").enabled:
+        raise ConfigError("cnai:kind.simulateGpus: simulated GPUs have no device for the GPU operator; "
+                          "set cnai:layers.gpu-operator.enabled: false")
 
 
 def capabilities(spec: PlatformSpec, identities: tuple[WorkloadIdentity, ...] = ()) -> Capabilities:
@@ -83,12 +92,12 @@ def kind_config(spec: PlatformSpec) -> dict[str, Any]:
     if spec.gpu.enabled:
         taint = {"key": GPU_RESOURCE, "value": "present", "effect": GPU_TAINT["effect"]}
         join = {"kind": "JoinConfiguration", "nodeRegistration": {"taints": [taint]}}
-        nodes.append({
-            "role": "worker", "image": image, "labels": dict(GPU_NODE_LABELS),
-            "extraMounts": [{"hostPath": "/dev/null", "containerPath": f"/var/run/nvidia-container-devices/{i}"}
-                            for i in range(spec.gpu.count)],
-            "kubeadmConfigPatches": [yaml.safe_dump(join, sort_keys=False)],
-        })
+        worker: dict[str, Any] = {"role": "worker", "image": image, "labels": dict(GPU_NODE_LABELS),
+                                  "kubeadmConfigPatches": [yaml.safe_dump(join, sort_keys=False)]}
+        if not spec.kind.simulateGpus:
+            worker["extraMounts"] = [{"hostPath": "/dev/null", "containerPath": f"/var/run/nvidia-container-devices/{i}"}
+                                     for i in range(spec.gpu.count)]
+        nodes.append(worker)
     return {"kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha4", "name": spec.kind.clusterName, "nodes": nodes}
 
 
@@ -99,7 +108,8 @@ class KindCluster(pulumi.ComponentResource):
         super().__init__("cnai:modules:KindCluster", spec.kind.clusterName, None, opts)
         name = spec.kind.clusterName
         config = yaml.safe_dump(kind_config(spec), sort_keys=False)
-        env = {"KIND_VERSION": VERSIONS.tools["kind"], "GPU": str(spec.gpu.enabled).lower(),
+        real_gpus = spec.gpu.enabled and not spec.kind.simulateGpus
+        env = {"KIND_VERSION": VERSIONS.tools["kind"], "GPU": str(real_gpus).lower(),
                "GPU_COUNT": str(spec.gpu.count)}
         child = pulumi.ResourceOptions(parent=self)
         kubeconfig_flag = f" --kubeconfig {spec.kind.kubeconfigPath}" if spec.kind.kubeconfigPath else ""
@@ -123,8 +133,22 @@ class KindCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.create], additional_secret_outputs=["stdout"]),
         )
         self.gpu_setup: list[command.local.Command] = []
-        if spec.gpu.enabled:
-            node = worker_name(name, cpu_workers(spec) + 1)
+        node = worker_name(name, cpu_workers(spec) + 1)
+        if spec.gpu.enabled and spec.kind.simulateGpus:
+            # Node-level extended resource: the scheduler and Kueue see GPUs; no container gets a device.
+            patch = json.dumps([{"op": "add", "path": "/status/capacity/nvidia.com~1gpu", "value": str(spec.gpu.count)}])
+            self.gpu_setup.append(command.local.Command(
+                f"simulate-gpus-{node}",
+                create=("command -v kubectl >/dev/null || { echo 'simulateGpus needs kubectl on PATH' >&2; exit 1; }\n"
+                        f"kind get kubeconfig --name {name} > \"$TMPDIR/kind-{name}.kubeconfig\"\n"
+                        f"kubectl --kubeconfig \"$TMPDIR/kind-{name}.kubeconfig\" patch node {node} "
+                        f"--subresource=status --type=json -p '{patch}'"),
+                environment={"TMPDIR": "/tmp"},
+                interpreter=["/bin/bash", "-c"],
+                triggers=[self.create.id],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.create]),
+            ))
+        elif spec.gpu.enabled:
             self.gpu_setup.append(command.local.Command(
                 f"gpu-setup-{node}",
                 create=(HERE / "gpu-node.sh").read_text(),
