@@ -33,3 +33,14 @@ def test_configuration_reference_lists_every_layer_option():
         for key in set(cls.Options.model_fields) - {"enabled", "namespace", "values"}:
             row = f"| `{name}` | `{key}"
             assert row in text, f"docs/configuration.md has no row for cnai:layers.{name}.{key}"
+
+
+def test_every_layer_page_names_its_pinned_versions():
+    from modules.versions import VERSIONS
+
+    for name, cls in LAYERS.items():
+        text = (ROOT / "docs" / "layers" / f"{name}.md").read_text()
+        versions = [VERSIONS.chart(k).version for k in cls.chart_keys()]
+        versions += [VERSIONS.manifest(k).version for k in cls.manifests]
+        missing = [v for v in versions if v.lstrip("v") not in text]
+        assert not missing, f"docs/layers/{name}.md does not name pinned version(s) {missing}"
