@@ -162,7 +162,8 @@ class JupyterHub(Layer):
         admins = sorted(self.options.admins)
         if self.options.auth == "native":
             return {"JupyterHub": {"authenticator_class": "nativeauthenticator.NativeAuthenticator"},
-                    "Authenticator": {"admin_users": admins, "allow_all": False},
+                    # allow_all: NativeAuthenticator itself refuses users an admin has not approved.
+                    "Authenticator": {"admin_users": admins, "allow_all": True},
                     "NativeAuthenticator": {"open_signup": False, "minimum_password_length": 12,
                                             "check_common_password": True}}, {}
         o = self.options.oidc

@@ -68,6 +68,8 @@ def test_native_auth_has_no_password_in_config():
     assert v["hub"]["config"]["JupyterHub"]["authenticator_class"] == "nativeauthenticator.NativeAuthenticator"
     assert v["hub"]["config"]["NativeAuthenticator"]["open_signup"] is False
     assert v["hub"]["config"]["Authenticator"]["admin_users"] == ["admin"]
+    # JupyterHub 5 denies everyone unless allowed; NativeAuthenticator's admin approval is the gate.
+    assert v["hub"]["config"]["Authenticator"]["allow_all"] is True
 
 
 OIDC = {"cnai:layers": {"jupyterhub": {"auth": "oidc", "oidc": {
