@@ -33,7 +33,7 @@ from modules import k8s as kube
 from modules.cluster import Capabilities, Cluster, WorkloadIdentity
 from modules.config import ConfigError, LayerOptions, PlatformSpec
 from modules.profiles import PROFILES, Profile
-from modules.versions import VERSIONS, ChartSource, ManifestSource
+from modules.versions import VERSIONS, ChartSource
 
 
 @dataclass(frozen=True)
@@ -70,19 +70,6 @@ class Release:
     @property
     def source(self) -> ChartSource:
         return VERSIONS.chart(self.chart)
-
-
-def placeholders(value: Any) -> Any:
-    """`value` with generated credentials shown as `<generated:layer/name>` (plans, docs, smoke tests)."""
-    if isinstance(value, Generated):
-        return f"<generated:{value.layer}/{value.name}>"
-    if isinstance(value, Template):
-        return string.Template(value.fmt).substitute({k: placeholders(g) for k, g in value.refs})
-    if isinstance(value, dict):
-        return {k: placeholders(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [placeholders(v) for v in value]
-    return value
 
 
 def _resolve(value: Any, generated: dict[tuple[str, str], pulumi.Output[str]]) -> Any:
@@ -194,10 +181,6 @@ class Layer:
     @classmethod
     def validate(cls, spec: PlatformSpec, caps: Capabilities) -> None:
         """Cross-field checks beyond the Options model; raise ConfigError with one line."""
-
-    @property
-    def source(self) -> ChartSource | None:
-        return VERSIONS.chart(self.chart) if self.chart else None
 
     @property
     def namespace(self) -> str | None:
@@ -445,4 +428,4 @@ def waves(spec: PlatformSpec, registry: dict[str, type[Layer]]) -> int:
 
 
 __all__ = ["Layer", "LayerComponent", "KubeObject", "Workload", "Release", "Generated", "Template",
-           "resources", "deep_merge", "placeholders"]
+           "resources", "deep_merge"]

@@ -210,13 +210,11 @@ class EksCluster(pulumi.ComponentResource):
 
         # -- network ----------------------------------------------------------------------------
         if e.network.vpcId:
-            vpc_id: Any = e.network.vpcId
             private_ids: list[Any] = list(e.network.privateSubnetIds)
             public_ids: list[Any] = list(e.network.publicSubnetIds)
         else:
             vpc = aws.ec2.Vpc("vpc", cidr_block=e.network.cidr, enable_dns_hostnames=True, enable_dns_support=True,
                               tags={**tags, "Name": e.name}, opts=child)
-            vpc_id = vpc.id
             igw = aws.ec2.InternetGateway("igw", vpc_id=vpc.id, tags=tags, opts=child)
             public_rt = aws.ec2.RouteTable("public", vpc_id=vpc.id, tags=tags, opts=child,
                                            routes=[{"cidr_block": "0.0.0.0/0", "gateway_id": igw.id}])
