@@ -156,6 +156,7 @@ class Layer:
     after: ClassVar[tuple[str, ...]] = ()
     chart: ClassVar[str | None] = None
     manifests: ClassVar[tuple[str, ...]] = ()
+    uses_queue: ClassVar[bool] = False  # its pods queue through Kueue: its namespace gets a LocalQueue
     install_after: ClassVar[tuple[str, ...]] = ()  # `after` layers the releases/manifests themselves wait for
     extra_charts: ClassVar[tuple[str, ...]] = ()  # further charts `releases()` may install (docs, tests)
     databases: ClassVar[tuple[str, ...]] = ()  # PostgreSQL databases (one role each, same name)

@@ -72,6 +72,13 @@ class JupyterHub(Layer):
     default_namespace = "jupyterhub"
     pod_security = "baseline"
     pod_security_reason = "user notebook images run arbitrary user code and images that do not set seccomp"
+    uses_queue = True  # GPU notebooks wait in Kueue (pod integration) when the kueue layer is on
+
+    def namespace_manifest(self) -> dict[str, Any] | None:
+        manifest = super().namespace_manifest()
+        if manifest and "kueue" in self.peers and self.shared_namespace is None:
+            manifest["metadata"]["labels"]["platform.cnai.dev/queue"] = "default"
+        return manifest
 
     @classmethod
     def validate(cls, spec: PlatformSpec, caps: Capabilities) -> None:
@@ -124,6 +131,9 @@ class JupyterHub(Layer):
             # PyTorch data loaders need more shared memory than the container default.
             override["volumes"] = [{"name": "dshm", "emptyDir": {"medium": "Memory"}}]
             override["volume_mounts"] = [{"name": "dshm", "mountPath": "/dev/shm"}]
+            if "kueue" in self.peers:
+                # Kueue's pod integration gates the notebook until the GPU quota admits it.
+                override["extra_labels"] = {"kueue.x-k8s.io/queue-name": "default"}
         entry = {"display_name": p.displayName, "description": p.description, "slug": p.slug,
                  "kubespawner_override": override}
         if first:

@@ -20,6 +20,8 @@ from modules.versions import VERSIONS
 
 API = "kueue.x-k8s.io/v1beta2"  # the storage version in Kueue 0.19
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+# Namespaces that may submit to the platform ClusterQueue (team namespaces, the notebooks namespace).
+QUEUE_NS_LABEL = "platform.cnai.dev/queue"
 LOCAL_QUEUE = "default"
 CPU_FLAVOR = "cpu"
 GPU_FLAVOR = "gpu"
@@ -59,7 +61,7 @@ class Kueue(Layer):
     chart = "kueue"
     # LocalQueues go into team namespaces; with observability on, the chart's ServiceMonitor needs
     # the Prometheus Operator CRDs, so the release waits for that layer too.
-    after = ("teams", "observability")
+    after = ("teams", "observability", "jupyterhub")
     install_after = ("observability",)
     Options = KueueOptions
     default_namespace = "kueue-system"
@@ -126,8 +128,8 @@ class Kueue(Layer):
             "apiVersion": API, "kind": "ClusterQueue", "metadata": _meta(o.clusterQueue),
             "spec": {
                 "cohortName": o.cohort,
-                # Only team namespaces submit here; each has a LocalQueue pointing at this queue.
-                "namespaceSelector": {"matchExpressions": [{"key": TEAM_LABEL, "operator": "Exists"}]},
+                # Only labelled namespaces (teams, notebooks) submit here, each through its LocalQueue.
+                "namespaceSelector": {"matchExpressions": [{"key": QUEUE_NS_LABEL, "operator": "Exists"}]},
                 "queueingStrategy": "BestEffortFIFO",
                 "preemption": {"withinClusterQueue": "LowerPriority", "reclaimWithinCohort": "Any",
                                "borrowWithinCohort": {"policy": "LowerPriority"}},
@@ -141,9 +143,13 @@ class Kueue(Layer):
         for pc in self.options.priorityClasses:
             out.append(KubeObject({"apiVersion": API, "kind": "WorkloadPriorityClass", "metadata": _meta(pc.name),
                                    "value": pc.value, "description": pc.description}, needs_chart=True))
-        if self.spec.layer("teams").enabled:
-            for team in self.spec.teams:
-                lq = {"apiVersion": API, "kind": "LocalQueue", "metadata": _meta(LOCAL_QUEUE, team.namespace),
-                      "spec": {"clusterQueue": self.options.clusterQueue}}
-                out.append(KubeObject(lq, needs_chart=True, needs_after=True))
+        for ns in self.queue_namespaces():
+            lq = {"apiVersion": API, "kind": "LocalQueue", "metadata": _meta(LOCAL_QUEUE, ns),
+                  "spec": {"clusterQueue": self.options.clusterQueue}}
+            out.append(KubeObject(lq, needs_chart=True, needs_after=True))
         return out
+
+    def queue_namespaces(self) -> list[str]:
+        """Team namespaces, plus the namespaces of layers whose pods queue (`Layer.uses_queue`)."""
+        teams = [t.namespace for t in self.spec.teams] if "teams" in self.peers else []
+        return teams + [layer.namespace for layer in self.peers.values() if layer.uses_queue and layer.namespace]

@@ -44,8 +44,11 @@ class Teams(Layer):
         return out
 
     def _namespace_labels(self) -> dict[str, str]:
-        """Labels other layers need on team namespaces (Katib injects its metrics collector there)."""
-        return {"katib.kubeflow.org/metrics-collector-injection": "enabled"} if "katib" in self.peers else {}
+        """Labels other layers need on team namespaces (Kueue admits from them; Katib injects its collector)."""
+        labels = {"katib.kubeflow.org/metrics-collector-injection": "enabled"} if "katib" in self.peers else {}
+        if "kueue" in self.peers:
+            labels["platform.cnai.dev/queue"] = "default"  # may submit to the platform ClusterQueue
+        return labels
 
     def team_objects(self, team) -> list[dict[str, Any]]:
         ns = team.namespace

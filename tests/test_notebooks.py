@@ -99,3 +99,19 @@ def test_oidc_client_secret_reaches_the_hub_only_as_a_secret():
 def test_bad_notebook_config(overrides, fragment):
     with pytest.raises(ConfigError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
         run("kind", overrides)
+
+
+def test_gpu_notebooks_queue_through_kueue():
+    rec = evaluate("kind-gpu")
+    p = profiles(rec)
+    assert p["gpu"]["kubespawner_override"]["extra_labels"] == {"kueue.x-k8s.io/queue-name": "default"}
+    assert "extra_labels" not in p["cpu-small"]["kubespawner_override"]  # CPU notebooks start at once
+    objects = rec.objects()
+    lq = [o for o in objects if o["kind"] == "LocalQueue" and o["metadata"]["namespace"] == "jupyterhub"]
+    assert lq and lq[0]["spec"]["clusterQueue"] == "platform"
+    ns = next(o for o in objects if o["kind"] == "Namespace" and o["metadata"]["name"] == "jupyterhub")
+    cq = next(o for o in objects if o["kind"] == "ClusterQueue")
+    key = cq["spec"]["namespaceSelector"]["matchExpressions"][0]["key"]
+    assert key in ns["metadata"]["labels"]  # the ClusterQueue admits from the notebooks namespace
+    team = next(o for o in objects if o["kind"] == "Namespace" and o["metadata"]["name"] == "team-research")
+    assert key in team["metadata"]["labels"]
