@@ -34,7 +34,7 @@ def _client():
 
     return client
 DEFAULT_TIMEOUT = 600.0  # seconds to wait for pods, releases and devices (SMOKE_TIMEOUT overrides)
-SMOKE_LABEL = {"app.kubernetes.io/part-of": "cnai-smoke"}  # on every object the smoke tests create
+from tests.smoke.helpers import SMOKE_LABEL, pod_summary  # noqa: E402 - after the sys.path fix above
 BUSYBOX = "registry.k8s.io/e2e-test-images/busybox:1.36.1-1"
 CUDA = "nvcr.io/nvidia/cuda:12.9.1-base-ubuntu24.04"
 
@@ -64,6 +64,13 @@ class Platform:
     # -- spec ------------------------------------------------------------------------------------
     def layer(self, name: str) -> Any | None:
         return next((lay for lay in self.layers if lay.name == name), None)
+
+    def enabled_layer(self, name: str) -> Any:
+        """The layer, or skip the test when the stack does not enable it."""
+        layer = self.layer(name)
+        if layer is None:
+            pytest.skip(f"layer {name} is not enabled in stack {self.stack}")
+        return layer
 
     @property
     def teams(self) -> list[Any]:
@@ -114,12 +121,58 @@ class Platform:
                 pytest.fail(f"{what}: not done after {timeout:.0f}s; last state: {detail}{extra}", pytrace=False)
             time.sleep(interval)
 
-    # -- diagnostics -----------------------------------------------------------------------------
-    def pod_logs(self, namespace: str, name: str, tail: int = 40) -> str:
+    def exec(self, namespace: str, pod: str, container: str, command: list[str], stdin: str | None = None,
+             timeout: float = 120) -> tuple[int | None, str]:
+        """Run `command` in a container, feeding `stdin`; (exit code, stdout+stderr). None: still running."""
+        from kubernetes.stream import stream
+
+        resp = stream(self.core.connect_get_namespaced_pod_exec, pod, namespace, container=container,
+                      command=command, stdin=stdin is not None, stdout=True, stderr=True, tty=False,
+                      _preload_content=False)
         try:
-            return self.core.read_namespaced_pod_log(name, namespace, tail_lines=tail, _request_timeout=20)
+            if stdin is not None:
+                resp.write_stdin(stdin)
+            resp.run_forever(timeout=timeout)
+            code: int | None = None
+            if not resp.is_open():
+                try:
+                    code = resp.returncode
+                except Exception:  # noqa: BLE001 - no status on the error channel
+                    code = -1
+            return code, resp.read_all()
+        finally:
+            resp.close()
+
+    # -- diagnostics -----------------------------------------------------------------------------
+    def pod_logs(self, namespace: str, name: str, tail: int = 40, container: str | None = None) -> str:
+        """Logs of a pod's container (`container` may be omitted for single-container pods)."""
+        try:
+            return self.core.read_namespaced_pod_log(name, namespace, container=container, tail_lines=tail,
+                                                     _request_timeout=20)
         except Exception as exc:  # noqa: BLE001 - diagnostics only
             return f"<no logs: {exc}>"[:300]
+
+    def pods_report(self, namespace: str, selector: str, container: str | None = None, tail: int = 30) -> str:
+        """State, logs and events of the pods a label selector matches (failure messages)."""
+        try:
+            pods = self.core.list_namespaced_pod(namespace, label_selector=selector, _request_timeout=20).items
+        except Exception as exc:  # noqa: BLE001 - diagnostics only
+            return f"<pods {selector} not listed: {exc}>"[:300]
+        if not pods:
+            return f"no pods with {selector} in {namespace}"
+        return "\n".join(f"pod {pod_summary(p)}:\n{self.pod_logs(namespace, p.metadata.name, tail, container)}\n"
+                         f"events:\n{self.events(namespace, p.metadata.name, limit=8)}" for p in pods)
+
+    def allowed(self, user: str, groups: list[str], namespace: str, verb: str = "create",
+                resource: str = "pods", group: str = "") -> bool:
+        """A SubjectAccessReview: may `user` in `groups` `verb` `resource` in `namespace`?"""
+        from kubernetes import client
+
+        review = client.V1SubjectAccessReview(spec=client.V1SubjectAccessReviewSpec(
+            user=user, groups=groups,
+            resource_attributes=client.V1ResourceAttributes(namespace=namespace, verb=verb, group=group,
+                                                            resource=resource)))
+        return bool(self.authz.create_subject_access_review(review, _request_timeout=30).status.allowed)
 
     def events(self, namespace: str, name: str | None = None, limit: int = 15) -> str:
         try:

@@ -75,15 +75,8 @@ def test_kind_topology(platform):
 # Layers
 
 
-def _enabled_layer(platform, name: str):
-    layer = platform.layer(name)
-    if layer is None:
-        pytest.skip(f"layer {name} is not enabled in stack {platform.stack}")
-    return layer
-
-
 def _with_namespace(platform, name: str):
-    layer = _enabled_layer(platform, name)
+    layer = platform.enabled_layer(name)
     if not layer.namespace:
         pytest.skip(f"layer {name} has no namespace of its own")
     return layer
@@ -151,7 +144,7 @@ def _release_payload(secret) -> dict:
 @pytest.mark.parametrize("name", LAYER_NAMES)
 def test_layer_release_deployed(platform, name):
     """Each Helm release of the layer is deployed, from the chart and version versions.yaml pins."""
-    layer = _enabled_layer(platform, name)
+    layer = platform.enabled_layer(name)
     if not layer.releases():
         pytest.skip(f"layer {name} deploys no Helm chart")
     ns = layer.namespace
@@ -183,7 +176,7 @@ def test_layer_objects_exist(platform, name):
     """Every object the layer creates directly (namespaces, quotas, queues, ...) is in the cluster."""
     from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 
-    layer = _enabled_layer(platform, name)
+    layer = platform.enabled_layer(name)
     manifests = [o.manifest for o in layer.all_objects()]
     if not manifests:
         pytest.skip(f"layer {name} creates no objects directly")

@@ -16,10 +16,11 @@ versions.yaml, which has Python) calls the API service. It is labelled
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 import pytest
+
+from tests.smoke.helpers import client_job, client_result, conditions, unique_suffix
 
 pytestmark = pytest.mark.smoke
 
@@ -27,9 +28,7 @@ KATIB_GROUP, KATIB_VERSION = "kubeflow.org", "v1beta1"
 KATIB_EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"  # on the Trials of an Experiment
 KATIB_TRIAL_LABEL = "katib.kubeflow.org/trial"  # on a trial's pods (set by Katib's webhook)
 BUSYBOX = "registry.k8s.io/e2e-test-images/busybox:1.36.1-1"
-MARKER = "CNAI-SMOKE-RESULT "  # prefix of the one JSON line the in-cluster client prints
 RUN_MARKER = "CNAI-SMOKE-RUN "  # printed by the client as soon as the run exists
-SMOKE_LABELS = {"app.kubernetes.io/part-of": "cnai-smoke"}
 KFP_RUN_LABEL = "pipeline/runid"  # on the Argo Workflow of a run and on its pods
 PIPELINE_NAME = "cnai-smoke-hello"
 CREATE_SECONDS = 180  # how long the client retries creating the run while the API server is unreachable
@@ -134,59 +133,6 @@ report({"run_id": run_id, "state": state, "finished": state in TERMINAL, "error"
 # Helpers
 
 
-def _enabled(platform, name: str):
-    layer = platform.layer(name)
-    if layer is None:
-        pytest.skip(f"layer {name} is not enabled in stack {platform.stack}")
-    return layer
-
-
-def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
-
-
-def _token() -> str:
-    return uuid.uuid4().hex[:12]
-
-
-def _logs(platform, namespace: str, pod: str, container: str | None = None, tail: int = 40) -> str:
-    """Logs of one container (platform.pod_logs reads a pod's only container)."""
-    if container is None:
-        return platform.pod_logs(namespace, pod, tail=tail)
-    try:
-        return platform.core.read_namespaced_pod_log(pod, namespace, container=container, tail_lines=tail,
-                                                     _request_timeout=20)
-    except Exception as exc:  # noqa: BLE001 - diagnostics only
-        return f"<no logs: {exc}>"[:300]
-
-
-def _pod_summary(pod) -> str:
-    waiting = [f"{cs.name}: {cs.state.waiting.reason}" for cs in (pod.status.init_container_statuses or [])
-               + (pod.status.container_statuses or []) if cs.state and cs.state.waiting]
-    return f"{pod.metadata.name} ({pod.status.phase}{', ' + ', '.join(waiting) if waiting else ''})"
-
-
-def _pods_report(platform, namespace: str, selector: str, container: str | None = None, tail: int = 30) -> str:
-    try:
-        pods = platform.core.list_namespaced_pod(namespace, label_selector=selector, _request_timeout=20).items
-    except Exception as exc:  # noqa: BLE001 - diagnostics only
-        return f"<pods {selector} not listed: {exc}>"[:300]
-    if not pods:
-        return f"no pods with {selector} in {namespace}"
-    return "\n".join(f"pod {_pod_summary(p)}:\n{_logs(platform, namespace, p.metadata.name, container, tail)}\n"
-                     f"events:\n{platform.events(namespace, p.metadata.name, limit=8)}" for p in pods)
-
-
-def _result(output: str, what: str) -> Any:
-    """The last MARKER line of a client's output, parsed as JSON."""
-    lines = [line[len(MARKER):] for line in output.splitlines() if line.startswith(MARKER)]
-    assert lines, f"{what}: no result line in the client's output:\n{output[-3000:]}"
-    try:
-        return json.loads(lines[-1])
-    except ValueError:
-        pytest.fail(f"{what}: result is not JSON: {lines[-1][:1000]}", pytrace=False)
-
-
 # ---------------------------------------------------------------------------------------------
 # Katib
 
@@ -195,7 +141,7 @@ def test_katib_experiment_completes(platform):
     """Katib tunes end to end: the example Experiment (random search over `lr`, a busybox trial that
     prints `loss=...` on stdout) succeeded with every trial, and its optimal trial carries the
     objective metric collected from the trial's output."""
-    katib = _enabled(platform, "katib")
+    katib = platform.enabled_layer("katib")
     if not katib.options.example:
         pytest.skip(f"cnai:layers.katib.example is false in stack {platform.stack}: no example Experiment")
     ns = katib.example_namespace()
@@ -234,11 +180,11 @@ def test_katib_experiment_completes(platform):
         for t in items:
             name = t["metadata"]["name"]
             conds = "; ".join(f"{c['type']}={c.get('status')} ({c.get('reason')}: {c.get('message')})"
-                              for c in _conditions(t).values())
+                              for c in conditions(t).values())
             out.append(f"trial {name}: {conds or 'no conditions'}\n"
-                       f"{_pods_report(platform, ns, f'{KATIB_TRIAL_LABEL}={name}', 'training-container')}")
+                       f"{platform.pods_report(ns, f'{KATIB_TRIAL_LABEL}={name}', 'training-container')}")
         out.append(f"katib-controller:\n"
-                   f"{_pods_report(platform, katib.namespace, 'katib.kubeflow.org/component=controller', tail=30)}")
+                   f"{platform.pods_report(katib.namespace, 'katib.kubeflow.org/component=controller', tail=30)}")
         return "\n".join(out)
 
     holder: dict[str, Any] = {}
@@ -246,7 +192,7 @@ def test_katib_experiment_completes(platform):
     def succeeded():
         exp = holder["exp"] = get()
         status = exp.get("status") or {}
-        cond = _conditions(exp)
+        cond = conditions(exp)
         failed = cond.get("Failed") or {}
         if failed.get("status") == "True":
             pytest.fail(f"{where} failed ({failed.get('reason')}: {failed.get('message')}); trials succeeded "
@@ -307,34 +253,9 @@ def _hello_pipeline(greeting: str) -> dict[str, Any]:
 
 def _client_job(name: str, image: str, uid: int, args: list[str], env: list[dict[str, Any]],
                 deadline: float) -> dict[str, Any]:
-    """A one-shot client Job (never retried: a second pod would create a second run), restricted PSS."""
-    return {
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"generateName": f"smoke-{name}-", "labels": dict(SMOKE_LABELS)},
-        "spec": {
-            "backoffLimit": 0,
-            "activeDeadlineSeconds": int(deadline),
-            "ttlSecondsAfterFinished": 600,
-            "template": {
-                "metadata": {"labels": dict(SMOKE_LABELS)},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "terminationGracePeriodSeconds": 1,
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid,
-                                        "seccompProfile": {"type": "RuntimeDefault"}},
-                    "containers": [{
-                        "name": "main", "image": image, "imagePullPolicy": "IfNotPresent",
-                        "command": ["python", "-c", KFP_SCRIPT, *args],
-                        "env": [{"name": "HOME", "value": "/tmp"}, *env],
-                        "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
-                        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
-                        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-                    }],
-                    "volumes": [{"name": "tmp", "emptyDir": {}}],
-                },
-            },
-        },
-    }
+    """The KFP API client as a Job, never retried: a second pod would create a second run."""
+    return client_job(name, image, ["python", "-c", KFP_SCRIPT, *args], uid, env=env, cpu="50m", memory="128Mi",
+                      memory_limit="512Mi", deadline=deadline, retries=0)
 
 
 def _job_output(platform, namespace: str, job: str) -> str:
@@ -344,7 +265,7 @@ def _job_output(platform, namespace: str, job: str) -> str:
     except Exception:  # noqa: BLE001 - diagnostics and cleanup only
         return ""
     pods = sorted(pods, key=lambda p: str(p.metadata.creation_timestamp or ""))
-    return "\n".join(_logs(platform, namespace, p.metadata.name, "main", tail=500) for p in pods)
+    return "\n".join(platform.pod_logs(namespace, p.metadata.name, tail=500, container="main") for p in pods)
 
 
 def _wait_job(platform, namespace: str, job: str, what: str, timeout: float, diagnose) -> str:
@@ -371,7 +292,7 @@ def _pipeline_output(platform, namespace: str, run_id: str) -> dict[str, str]:
     """Logs (every container but Argo's `wait`) of the run's pods, by pod name."""
     pods = platform.core.list_namespaced_pod(namespace, label_selector=f"{KFP_RUN_LABEL}={run_id}",
                                              _request_timeout=30).items
-    return {p.metadata.name: "\n".join(_logs(platform, namespace, p.metadata.name, c.name, tail=500)
+    return {p.metadata.name: "\n".join(platform.pod_logs(namespace, p.metadata.name, tail=500, container=c.name)
                                        for c in p.spec.containers if c.name != "wait") for p in pods}
 
 
@@ -379,12 +300,12 @@ def test_hello_world_pipeline_runs(platform, jobs):
     """A data scientist's pipeline runs: a one-step hello-world pipeline submitted inline to the v2beta1
     runs API reaches SUCCEEDED (its Argo Workflow ran the KFP driver and launcher), its step printed
     the greeting, and the run is deleted."""
-    kfp = _enabled(platform, "pipelines")
+    kfp = platform.enabled_layer("pipelines")
     from addons.kserve import MLSERVER_UID
     from modules.versions import VERSIONS
 
     ns, endpoint = kfp.namespace, kfp.endpoint
-    token = _token()
+    token = unique_suffix()
     run_name = f"{PIPELINE_NAME}-{token}"
     greeting = f"hello from cnai-smoke {token}"
     run_seconds = platform.timeout
@@ -409,27 +330,27 @@ def test_hello_world_pipeline_runs(platform, jobs):
                               f"({(w.get('status') or {}).get('message')})" for w in wfs) or "no Argo Workflow"
         except Exception as exc:  # noqa: BLE001 - diagnostics only
             flows = f"<workflows not listed: {getattr(exc, 'status', exc)}>"
-        return f"{flows}\n{_pods_report(platform, ns, f'{KFP_RUN_LABEL}={rid}', 'main', tail=40)}"
+        return f"{flows}\n{platform.pods_report(ns, f'{KFP_RUN_LABEL}={rid}', 'main', tail=40)}"
 
     def diagnose() -> str:
         out = _job_output(platform, ns, job)
         rid = _run_id(out)
         return (f"events for Job {job}:\n{platform.events(ns, job)}\nclient output:\n{out[-3000:] or '<none>'}\n"
                 f"run {rid}: {run_report(rid)}\n"
-                f"ml-pipeline:\n{_pods_report(platform, ns, 'app=ml-pipeline', tail=20)}")
+                f"ml-pipeline:\n{platform.pods_report(ns, 'app=ml-pipeline', tail=20)}")
 
     def delete(timeout: float) -> dict[str, Any]:
         cleanup = [{"name": "SMOKE_NAME", "value": run_name}, {"name": "SMOKE_RUN_ID", "value": holder["run_id"] or ""}]
         name = jobs(ns, _client_job("kfp-delete", image, MLSERVER_UID, ["delete", endpoint], cleanup,
                                     timeout)).metadata.name
         doing = f"delete pipeline run {holder['run_id'] or run_name}"
-        return _result(_wait_job(platform, ns, name, doing, timeout + 60,
+        return client_result(_wait_job(platform, ns, name, doing, timeout + 60,
                                  lambda: f"client output:\n{_job_output(platform, ns, name)[-2000:]}"), doing)
 
     try:
         output = _wait_job(platform, ns, job, what, CREATE_SECONDS + run_seconds + 360, diagnose)
         holder["run_id"] = run_id = _run_id(output)
-        r = _result(output, what)
+        r = client_result(output, what)
         run = f"run {r.get('run_id') or run_id} ({run_name})"
         if not r.get("run_id"):
             pytest.fail(f"{what}: not created: {r.get('error')}\n{diagnose()}", pytrace=False)
@@ -460,21 +381,10 @@ def test_hello_world_pipeline_runs(platform, jobs):
 # Team isolation
 
 
-def _allowed(platform, user: str, groups: list[str], namespace: str, verb: str = "create",
-             resource: str = "pods", group: str = "") -> bool:
-    from kubernetes import client
-
-    review = client.V1SubjectAccessReview(spec=client.V1SubjectAccessReviewSpec(
-        user=user, groups=groups,
-        resource_attributes=client.V1ResourceAttributes(namespace=namespace, verb=verb, group=group,
-                                                        resource=resource)))
-    return bool(platform.authz.create_subject_access_review(review, _request_timeout=30).status.allowed)
-
-
 def test_team_cannot_read_another_team(platform):
     """The authorizer's answer: a team's group may get and list pods and Secrets in its own namespace
     and not in another team's; with Katib, it may create Experiments only in its own."""
-    _enabled(platform, "teams")
+    platform.enabled_layer("teams")
     members = platform.teams
     if len(members) < 2:
         pytest.skip(f"stack {platform.stack} declares {len(members)} team(s): isolation needs at least two")
@@ -489,13 +399,13 @@ def test_team_cannot_read_another_team(platform):
         member = ("cnai-smoke-member", [team.rbac_group, "system:authenticated"])
         for verb, group, resource in checks:
             kind = f"{group}/{resource}" if group else resource
-            if not _allowed(platform, *member, team.namespace, verb, resource, group):
+            if not platform.allowed(*member, team.namespace, verb, resource, group):
                 problems.append(f"group {team.rbac_group} cannot {verb} {kind} in its own namespace {team.namespace}")
     for team, other in pairs:
         member = ("cnai-smoke-member", [team.rbac_group, "system:authenticated"])
         for verb, group, resource in checks:
             kind = f"{group}/{resource}" if group else resource
-            if _allowed(platform, *member, other.namespace, verb, resource, group):
+            if platform.allowed(*member, other.namespace, verb, resource, group):
                 problems.append(f"group {team.rbac_group} (team {team.name}) can {verb} {kind} in "
                                 f"{other.namespace} (team {other.name})")
     assert not problems, "; ".join(problems)

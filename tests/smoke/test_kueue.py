@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from tests.smoke.helpers import conditions
+
 pytestmark = pytest.mark.smoke
 
 GROUP = "kueue.x-k8s.io"
@@ -36,10 +38,6 @@ def team_namespace(platform, kueue):
     if not platform.teams:
         pytest.skip(f"stack {platform.stack} has no teams (or the teams layer is off): no LocalQueue to submit to")
     return platform.teams[0].namespace
-
-
-def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
 
 
 def _job(queue_label: str, queue: str, name: str, cpu: str, memory: str, command: str) -> dict[str, Any]:
@@ -98,7 +96,7 @@ def test_cluster_queue_active(platform, kueue):
     def check():
         cq = platform.custom.get_cluster_custom_object(GROUP, kueue["version"], "clusterqueues", name,
                                                        _request_timeout=30)
-        active = _conditions(cq).get("Active")
+        active = conditions(cq).get("Active")
         if not active:
             return False, "no Active condition yet"
         return active["status"] == "True", f"Active={active['status']} ({active.get('reason')}: {active.get('message')})"
@@ -119,7 +117,7 @@ def test_local_queues(platform, kueue):
             continue
         if lq["spec"].get("clusterQueue") != kueue["cq"]:
             problems.append(f"{team.namespace}: LocalQueue points at {lq['spec'].get('clusterQueue')}, not {kueue['cq']}")
-        active = _conditions(lq).get("Active")
+        active = conditions(lq).get("Active")
         if active and active["status"] != "True":
             problems.append(f"{team.namespace}: LocalQueue not Active ({active.get('reason')}: {active.get('message')})")
     assert not problems, "; ".join(problems)
@@ -140,7 +138,7 @@ def test_job_admitted_and_completes(platform, kueue, team_namespace, jobs):
         wl = _workload(platform, kueue, ns, uid)
         if wl is None:
             return False, "no Workload for the Job yet"
-        cond = _conditions(wl)
+        cond = conditions(wl)
         adm = cond.get("Admitted")
         qr = cond.get("QuotaReserved") or {}
         state = f"Workload {wl['metadata']['name']}: Admitted={adm and adm['status']}, QuotaReserved={qr.get('status')} " \
@@ -189,7 +187,7 @@ def test_job_over_quota_stays_pending(platform, kueue, team_namespace, jobs):
     while time.monotonic() < deadline:
         wl = _workload(platform, kueue, ns, uid)
         assert wl is not None, f"Workload of Job {ns}/{name} disappeared"
-        cond = _conditions(wl)
+        cond = conditions(wl)
         for kind in ("Admitted", "QuotaReserved"):
             c = cond.get(kind)
             assert not c or c["status"] != "True", (

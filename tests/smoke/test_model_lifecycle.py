@@ -17,19 +17,18 @@ scratch run, table and objects are removed by the tests.
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+
+from tests.smoke.helpers import MARKER, client_job, client_result, conditions, pod_ready, pod_summary, unique_suffix
 
 pytestmark = pytest.mark.smoke
 
 MLFLOW_IMAGE = "docker.io/burakince/mlflow:3.15.1"  # the MLflow server image: mlflow and boto3
 MLFLOW_UID = 1001  # the image's `mlflow` user
 POSTGRES_UID = 26  # the `postgres` user of the CloudNativePG images
-MARKER = "CNAI-SMOKE-RESULT "  # prefix of the one JSON line each in-cluster client prints
-SMOKE_LABELS = {"app.kubernetes.io/part-of": "cnai-smoke"}
 IRIS_ROW = [5.1, 3.5, 1.4, 0.2]  # the first row of the iris data set: a setosa (class 0)
 FEAST_DRIVER = 1001
 FEAST_FEATURE = "driver_hourly_stats:conv_rate"
@@ -204,31 +203,10 @@ printf '%s\\n' "$out" | grep -v '^$' | sed 's/^/CNAI-SMOKE-RESULT /'
 # Helpers
 
 
-def _enabled(platform, name: str):
-    layer = platform.layer(name)
-    if layer is None:
-        pytest.skip(f"layer {name} is not enabled in stack {platform.stack}")
-    return layer
-
-
-def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
-
-
 def _not_true(obj: dict[str, Any]) -> str:
     bad = [f"{t}={c.get('status')} ({c.get('reason')}: {c.get('message')})"
-           for t, c in _conditions(obj).items() if c.get("status") != "True"]
+           for t, c in conditions(obj).items() if c.get("status") != "True"]
     return "; ".join(bad) or "none"
-
-
-def _token() -> str:
-    return uuid.uuid4().hex[:12]
-
-
-def _pod_ready(pod) -> bool:
-    if pod.metadata.deletion_timestamp is not None or pod.status.phase != "Running":
-        return False
-    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
 
 
 def _apps(platform):
@@ -241,66 +219,6 @@ def _owned_by_job(pod) -> bool:
     return any(o.kind == "Job" for o in pod.metadata.owner_references or [])
 
 
-def _logs(platform, namespace: str, pod: str, container: str | None = None, tail: int = 40) -> str:
-    """Logs of one container (platform.pod_logs reads a pod's only container)."""
-    if container is None:
-        return platform.pod_logs(namespace, pod, tail=tail)
-    try:
-        return platform.core.read_namespaced_pod_log(pod, namespace, container=container, tail_lines=tail,
-                                                     _request_timeout=20)
-    except Exception as exc:  # noqa: BLE001 - diagnostics only
-        return f"<no logs: {exc}>"[:300]
-
-
-def _pod_summary(pod) -> str:
-    waiting = [f"{cs.name}: {cs.state.waiting.reason}" for cs in (pod.status.init_container_statuses or [])
-               + (pod.status.container_statuses or []) if cs.state and cs.state.waiting]
-    return f"{pod.metadata.name} ({pod.status.phase}{', ' + ', '.join(waiting) if waiting else ''})"
-
-
-def _pods_report(platform, namespace: str, selector: str, container: str | None = None, tail: int = 30) -> str:
-    try:
-        pods = platform.core.list_namespaced_pod(namespace, label_selector=selector, _request_timeout=20).items
-    except Exception as exc:  # noqa: BLE001 - diagnostics only
-        return f"<pods {selector} not listed: {exc}>"[:300]
-    if not pods:
-        return f"no pods with {selector} in {namespace}"
-    return "\n".join(f"pod {_pod_summary(p)}:\n{_logs(platform, namespace, p.metadata.name, container, tail)}\n"
-                     f"events:\n{platform.events(namespace, p.metadata.name, limit=8)}" for p in pods)
-
-
-def _job(name: str, image: str, command: list[str], uid: int, env: list[dict[str, Any]] | None = None,
-         cpu: str = "100m", memory: str = "256Mi", memory_limit: str = "1Gi", deadline: float = 600) -> dict[str, Any]:
-    """A one-shot Job that passes the restricted Pod Security level, /tmp writable."""
-    return {
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"generateName": f"smoke-{name}-", "labels": dict(SMOKE_LABELS)},
-        "spec": {
-            "backoffLimit": 1,
-            "activeDeadlineSeconds": int(deadline),
-            "ttlSecondsAfterFinished": 600,
-            "template": {
-                "metadata": {"labels": dict(SMOKE_LABELS)},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "terminationGracePeriodSeconds": 1,
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid,
-                                        "seccompProfile": {"type": "RuntimeDefault"}},
-                    "containers": [{
-                        "name": "main", "image": image, "imagePullPolicy": "IfNotPresent",
-                        "command": command,
-                        "env": [{"name": "HOME", "value": "/tmp"}, *(env or [])],
-                        "resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory_limit}},
-                        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
-                        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-                    }],
-                    "volumes": [{"name": "tmp", "emptyDir": {}}],
-                },
-            },
-        },
-    }
-
-
 def _run_job(platform, jobs, namespace: str, manifest: dict[str, Any], what: str,
              timeout: float | None = None) -> str:
     """Create the Job, wait until it completes (fail at once if it fails), return its successful pod's logs."""
@@ -309,7 +227,7 @@ def _run_job(platform, jobs, namespace: str, manifest: dict[str, Any], what: str
 
     def diagnose() -> str:
         return (f"events for Job {name}:\n{platform.events(namespace, name)}\n"
-                f"{_pods_report(platform, namespace, f'job-name={name}', tail=60)}")
+                f"{platform.pods_report(namespace, f'job-name={name}', tail=60)}")
 
     def finished():
         j = platform.batch.read_namespaced_job(name, namespace, _request_timeout=30)
@@ -327,19 +245,9 @@ def _run_job(platform, jobs, namespace: str, manifest: dict[str, Any], what: str
     return platform.pod_logs(namespace, done[-1].metadata.name, tail=500)
 
 
-def _result(output: str, what: str) -> Any:
-    """The last MARKER line of a client's output, parsed as JSON."""
-    lines = [line[len(MARKER):] for line in output.splitlines() if line.startswith(MARKER)]
-    assert lines, f"{what}: no result line in the client's output:\n{output[-3000:]}"
-    try:
-        return json.loads(lines[-1])
-    except ValueError:
-        pytest.fail(f"{what}: result is not JSON: {lines[-1][:1000]}", pytrace=False)
-
-
 def _python_job(name: str, image: str, uid: int, script: str, args: list[str], env: list[dict[str, Any]],
                 deadline: float, memory_limit: str = "1Gi") -> dict[str, Any]:
-    return _job(name, image, ["python", "-c", script, *args], uid, env=env, memory="256Mi",
+    return client_job(name, image, ["python", "-c", script, *args], uid, env=env, memory="256Mi",
                 memory_limit=memory_limit, deadline=deadline)
 
 
@@ -359,26 +267,6 @@ def _s3_env(access, secret: str) -> list[dict[str, Any]]:
             {"name": "AWS_RESPONSE_CHECKSUM_VALIDATION", "value": "when_required"}]
 
 
-def _exec(platform, namespace: str, pod: str, container: str, command: list[str],
-          timeout: float) -> tuple[int | None, str]:
-    """Run `command` in a container; (exit code, stdout+stderr). Exit code None: still running at the timeout."""
-    from kubernetes.stream import stream
-
-    resp = stream(platform.core.connect_get_namespaced_pod_exec, pod, namespace, container=container,
-                  command=command, stdin=False, stdout=True, stderr=True, tty=False, _preload_content=False)
-    try:
-        resp.run_forever(timeout=timeout)
-        code: int | None = None
-        if not resp.is_open():
-            try:
-                code = resp.returncode
-            except Exception:  # noqa: BLE001 - no status on the error channel
-                code = -1
-        return code, resp.read_all()
-    finally:
-        resp.close()
-
-
 # ---------------------------------------------------------------------------------------------
 # MLflow
 
@@ -387,13 +275,13 @@ def test_mlflow_run_artifact_in_object_store(platform, jobs):
     """A data scientist logs a run with a metric and an artifact through the tracking URI alone: the
     run reads back with its metric, the artifact downloads through the server, and it is stored in
     the `mlflow` bucket under the run's path (listed with MLflow's own S3 identity)."""
-    mlflow = _enabled(platform, "mlflow")
+    mlflow = platform.enabled_layer("mlflow")
     from addons.mlflow import S3_SECRET
 
     store = platform.layer("object-store")
     access = store.access("mlflow") if store is not None else None
     check_bucket = access is not None and access.kind == "s3" and access.static_keys
-    token, metric = _token(), 0.8125
+    token, metric = unique_suffix(), 0.8125
     env = [{"name": "MLFLOW_TRACKING_URI", "value": mlflow.tracking_uri},
            {"name": "SMOKE_TOKEN", "value": token}, {"name": "SMOKE_METRIC", "value": str(metric)}]
     if mlflow.options.auth:
@@ -405,7 +293,7 @@ def test_mlflow_run_artifact_in_object_store(platform, jobs):
     logs = _run_job(platform, jobs, mlflow.namespace,
                     _python_job("mlflow-run", MLFLOW_IMAGE, MLFLOW_UID, _S3_CLIENT + MLFLOW_SCRIPT, [], env,
                                 platform.timeout, memory_limit="1536Mi"), what)
-    r = _result(logs, what)
+    r = client_result(logs, what)
     run = f"run {r.get('run_id')} (experiment {r.get('experiment_id')})"
     assert r.get("status") == "FINISHED", f"{run} ended {r.get('status')}: {r}"
     assert r.get("metric") == pytest.approx(metric), (
@@ -431,7 +319,7 @@ def test_mlflow_run_artifact_in_object_store(platform, jobs):
 def test_example_inference_service_predicts(platform, jobs):
     """The example model trained and published by the platform is served: the InferenceService is
     Ready and answers a v2 (Open Inference Protocol) prediction for one iris flower."""
-    kserve = _enabled(platform, "kserve")
+    kserve = platform.enabled_layer("kserve")
     if not kserve.options.example:
         pytest.skip(f"cnai:layers.kserve.example is false in stack {platform.stack}: no example model to query")
     from addons.kserve import EXAMPLE, EXAMPLE_NAMESPACE, MLSERVER_UID
@@ -444,16 +332,16 @@ def test_example_inference_service_predicts(platform, jobs):
         try:
             job = platform.batch.read_namespaced_job(f"{EXAMPLE}-train", ns, _request_timeout=20)
             out.append(f"Job {EXAMPLE}-train: succeeded={job.status.succeeded} failed={job.status.failed}\n"
-                       f"{_pods_report(platform, ns, f'job-name={EXAMPLE}-train')}")
+                       f"{platform.pods_report(ns, f'job-name={EXAMPLE}-train')}")
         except Exception as exc:  # noqa: BLE001 - diagnostics only
             out.append(f"Job {EXAMPLE}-train not readable: {getattr(exc, 'status', exc)}")
-        out.append(_pods_report(platform, ns, f"serving.kserve.io/inferenceservice={EXAMPLE}", "kserve-container"))
+        out.append(platform.pods_report(ns, f"serving.kserve.io/inferenceservice={EXAMPLE}", "kserve-container"))
         return "\n".join(out)
 
     def ready():
         isvc = platform.custom.get_namespaced_custom_object("serving.kserve.io", "v1beta1", ns, "inferenceservices",
                                                             EXAMPLE, _request_timeout=30)
-        cond = _conditions(isvc).get("Ready")
+        cond = conditions(isvc).get("Ready")
         return bool(cond and cond.get("status") == "True"), f"not True: {_not_true(isvc)}"
 
     platform.wait_until(ready, f"InferenceService {ns}/{EXAMPLE} Ready", diagnose=diagnose)
@@ -464,7 +352,7 @@ def test_example_inference_service_predicts(platform, jobs):
     what = f"v2 prediction from {url}"
     job = _python_job("iris-infer", VERSIONS.images["mlserver"], MLSERVER_UID, HTTP_POST_SCRIPT,
                       [url, json.dumps(body), "180"], [], platform.timeout)
-    r = _result(_run_job(platform, jobs, ns, job, what), what)
+    r = client_result(_run_job(platform, jobs, ns, job, what), what)
     resp = r.get("response") or {}
     outputs = resp.get("outputs") or []
     assert outputs and outputs[0].get("data"), f"{what}: no output in the response: {resp}"
@@ -495,7 +383,7 @@ def test_feast_materialize_and_serve_online(platform):
     """Features flow from the offline source to online serving: the FeatureStore is Ready, `feast
     apply` registers the example repository, `feast materialize-incremental` loads it into the online
     store, and the online server returns a value for driver 1001."""
-    feast = _enabled(platform, "feast")
+    feast = platform.enabled_layer("feast")
     from addons.feast import API, STORE
 
     ns = feast.namespace
@@ -520,9 +408,9 @@ def test_feast_materialize_and_serve_online(platform):
         dep = apps.read_namespaced_deployment(deployment, ns, _request_timeout=30)
         selector = ",".join(f"{k}={v}" for k, v in (dep.spec.selector.match_labels or {}).items())
         pods = platform.core.list_namespaced_pod(ns, label_selector=selector, _request_timeout=30).items
-        ready = sorted((p for p in pods if _pod_ready(p)), key=lambda p: p.status.start_time)
+        ready = sorted((p for p in pods if pod_ready(p)), key=lambda p: p.status.start_time)
         if not ready:
-            return False, f"no Ready pod of {deployment}: {[_pod_summary(p) for p in pods] or 'none'}"
+            return False, f"no Ready pod of {deployment}: {[pod_summary(p) for p in pods] or 'none'}"
         holder["pod"] = ready[-1]
         return True, ready[-1].metadata.name
 
@@ -532,24 +420,24 @@ def test_feast_materialize_and_serve_online(platform):
     step_timeout = min(platform.timeout, 600)
 
     def feast_cli(*args: str) -> str:
-        code, out = _exec(platform, ns, name, "online", ["feast", *args], step_timeout)
+        code, out = platform.exec(ns, name, "online", ["feast", *args], timeout=step_timeout)
         if code != 0:
             state = f"still running after {step_timeout:.0f}s" if code is None else f"exit {code}"
             pytest.fail(f"`feast {' '.join(args)}` in {ns}/{name} (container online): {state}\n{out[-4000:]}\n"
-                        f"server logs:\n{_logs(platform, ns, name, 'online')}", pytrace=False)
+                        f"server logs:\n{platform.pod_logs(ns, name, container='online')}", pytrace=False)
         return out
 
     def online() -> tuple[Any, str, dict[str, Any]]:
         url = f"{feast.outputs()['onlineUrl']}/get-online-features"
         body = {"features": [FEAST_FEATURE], "entities": {"driver_id": [FEAST_DRIVER]}}
         retry = str(max(30, min(150, int(step_timeout) - 30)))  # the registry cache (60 s) may lag `feast apply`
-        code, out = _exec(platform, ns, name, "online",
-                          ["python3", "-c", HTTP_POST_SCRIPT, url, json.dumps(body), retry], step_timeout)
+        code, out = platform.exec(ns, name, "online",
+                                  ["python3", "-c", HTTP_POST_SCRIPT, url, json.dumps(body), retry], timeout=step_timeout)
         what = f"POST {url}"
         if code != 0:
             pytest.fail(f"{what} (from {ns}/{name}): exit {code}\n{out[-3000:]}\n"
-                        f"server logs:\n{_logs(platform, ns, name, 'online')}", pytrace=False)
-        r = _result(out, what)
+                        f"server logs:\n{platform.pod_logs(ns, name, container='online')}", pytrace=False)
+        r = client_result(out, what)
         value, status = _online_value(r)
         return value, status, r
 
@@ -577,7 +465,7 @@ def test_feast_materialize_and_serve_online(platform):
 def test_postgres_backup_completes(platform):
     """Backups really happen: the base backup the ScheduledBackup takes at once (`immediate: true`)
     reaches phase `completed` in the object store."""
-    pg = _enabled(platform, "postgres")
+    pg = platform.enabled_layer("postgres")
     if not pg.options.backups:
         pytest.skip(f"cnai:layers.postgres.backups is false in stack {platform.stack}")
     from kubernetes.client.exceptions import ApiException
@@ -636,14 +524,14 @@ def _psql_job(pg, database: str, secret: str, sql: list[str], name: str, deadlin
            {"name": "PGDATABASE", "value": database}, {"name": "PGCONNECT_TIMEOUT", "value": "10"},
            {"name": "PGAPPNAME", "value": "cnai-smoke"},
            *_secret_env(secret, {"PGUSER": "username", "PGPASSWORD": "password"})]
-    return _job(name, VERSIONS.images["postgresql"], ["sh", "-c", PSQL_SCRIPT, "psql", *args], POSTGRES_UID,
+    return client_job(name, VERSIONS.images["postgresql"], ["sh", "-c", PSQL_SCRIPT, "psql", *args], POSTGRES_UID,
                 env=env, cpu="50m", memory="64Mi", memory_limit="256Mi", deadline=deadline)
 
 
 def test_postgres_survives_primary_restart(platform, jobs):
     """Committed data is durable: a row written through `platform-db-rw` is still there after the
     primary's pod is deleted and the cluster recovers (restart or failover)."""
-    pg = _enabled(platform, "postgres")
+    pg = platform.enabled_layer("postgres")
     from addons.postgres import API, CLUSTER
 
     dbs = pg.database_names()
@@ -652,7 +540,7 @@ def test_postgres_survives_primary_restart(platform, jobs):
     db = "mlflow" if "mlflow" in dbs else dbs[0]
     ns, secret = pg.namespace, f"{CLUSTER}-{db}"
     group, version = API.split("/")
-    token = _token()
+    token = unique_suffix()
     table = f"cnai_smoke_{token}"
     row = (f"SELECT json_build_object('token', token, 'written_at', written_at, 'primary', "
            f"NOT pg_is_in_recovery())::text FROM {table}")
@@ -682,8 +570,8 @@ def test_postgres_survives_primary_restart(platform, jobs):
                                                                    _request_timeout=30)
             status = cluster.get("status") or {}
             pods = platform.core.list_namespaced_pod(ns, label_selector=selector, _request_timeout=30).items
-            fresh = [p.metadata.name for p in pods if p.metadata.uid != old.metadata.uid and _pod_ready(p)]
-            ready = _conditions(cluster).get("Ready") or {}
+            fresh = [p.metadata.name for p in pods if p.metadata.uid != old.metadata.uid and pod_ready(p)]
+            ready = conditions(cluster).get("Ready") or {}
             want = (cluster.get("spec") or {}).get("instances")
             healthy = (status.get("phase") == CNPG_HEALTHY and status.get("readyInstances") == want
                        and ready.get("status") == "True")
@@ -695,7 +583,7 @@ def test_postgres_survives_primary_restart(platform, jobs):
         platform.wait_until(recovered, f"cluster {ns}/{CLUSTER} healthy with a new primary after deleting pod "
                             f"{old.metadata.name}", diagnose=lambda: (
                                 f"recent events in {ns}:\n{platform.events(ns, limit=20)}\n"
-                                f"{_pods_report(platform, ns, f'cnpg.io/cluster={CLUSTER}', 'postgres')}"))
+                                f"{platform.pods_report(ns, f'cnpg.io/cluster={CLUSTER}', 'postgres')}"))
 
         read = psql("pg-read", [row, f"DROP TABLE IF EXISTS {table}"],
                     f"read the row back from {db}.{table} after the restart")
@@ -714,7 +602,7 @@ def test_postgres_survives_primary_restart(platform, jobs):
 
 def _s3_identity(platform):
     """(layer, namespace, Secret, Access, bucket) of a layer's read-write identity on the in-cluster store."""
-    store = _enabled(platform, "object-store")
+    store = platform.enabled_layer("object-store")
     if not store.in_cluster:
         pytest.skip(f"stack {platform.stack} uses cloud buckets: no in-cluster object store to restart")
     from addons.feast import ENV_SECRET
@@ -738,7 +626,7 @@ def test_object_store_survives_restart(platform, jobs):
     store = platform.layer("object-store")
     from addons.object_store import RELEASE
 
-    token = _token()
+    token = unique_suffix()
     key = f"cnai-smoke/{token}.txt"
     env = [*_s3_env(access, secret), {"name": "SMOKE_TOKEN", "value": token}]
     where = f"s3://{bucket}/{key} (identity of layer {layer}, endpoint {access.endpoint})"
@@ -746,7 +634,7 @@ def test_object_store_survives_restart(platform, jobs):
     def s3(mode: str, name: str, what: str, timeout: float | None = None) -> dict[str, Any]:
         job = _python_job(name, MLFLOW_IMAGE, MLFLOW_UID, _S3_CLIENT + S3_OBJECT_SCRIPT, [mode, bucket, key],
                           env, platform.timeout)
-        return _result(_run_job(platform, jobs, ns, job, what, timeout), what)
+        return client_result(_run_job(platform, jobs, ns, job, what, timeout), what)
 
     removed = False
     try:
@@ -770,14 +658,14 @@ def test_object_store_survives_restart(platform, jobs):
             pods = store_pods()
             lingering = [p.metadata.name for p in pods if p.metadata.uid in old_uids]
             new = [p for p in pods if p.metadata.uid not in old_uids]
-            not_ready = [_pod_summary(p) for p in new if not _pod_ready(p)]
+            not_ready = [pod_summary(p) for p in new if not pod_ready(p)]
             done = not lingering and len(new) >= len(old) and not not_ready
             return done, (f"{len(new)}/{len(old)} new pods, not Ready: {not_ready or 'none'}, "
                           f"old pods still present: {lingering or 'none'}")
 
         platform.wait_until(back, f"SeaweedFS pods in {sns} Ready again after deleting {[p.metadata.name for p in old]}",
                             diagnose=lambda: (f"recent events in {sns}:\n{platform.events(sns, limit=20)}\n"
-                                              f"{_pods_report(platform, sns, selector)}"))
+                                              f"{platform.pods_report(sns, selector)}"))
 
         got = s3("get", "s3-get", f"read {where} after the restart")
         removed = bool(got.get("deleted"))

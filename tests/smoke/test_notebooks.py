@@ -27,9 +27,10 @@ from typing import Any
 
 import pytest
 
+from tests.smoke.helpers import MARKER, pod_ready, pod_summary
+
 pytestmark = pytest.mark.smoke
 
-MARKER = "CNAI-SMOKE-RESULT "  # prefix of the one JSON line each in-pod client prints
 HUB_CONTAINER = "hub"
 NOTEBOOK_CONTAINER = "notebook"  # KubeSpawner's container name
 HUB_SELECTOR = "component=hub"
@@ -153,64 +154,21 @@ def _redact(text: str, token: str | None = None) -> str:
     return _HEX32.sub("<redacted>", text)
 
 
-def _pod_ready(pod) -> bool:
-    if pod.metadata.deletion_timestamp is not None or pod.status.phase != "Running":
-        return False
-    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
-
-
-def _pod_summary(pod) -> str:
-    waiting = [f"{cs.name}: {cs.state.waiting.reason}" for cs in (pod.status.init_container_statuses or [])
-               + (pod.status.container_statuses or []) if cs.state and cs.state.waiting]
-    return f"{pod.metadata.name} ({pod.status.phase}{', ' + ', '.join(waiting) if waiting else ''})"
-
-
-def _logs(platform, namespace: str, pod: str, container: str, tail: int = 60) -> str:
-    try:
-        return platform.core.read_namespaced_pod_log(pod, namespace, container=container, tail_lines=tail,
-                                                     _request_timeout=20)
-    except Exception as exc:  # noqa: BLE001 - diagnostics only
-        return f"<no logs: {exc}>"[:300]
-
-
 def _hub_pod(platform, namespace: str) -> str:
     """The name of a Ready hub pod, waiting for one (a hub restarting after an upgrade)."""
     holder: dict[str, str] = {}
 
     def ready():
         pods = platform.core.list_namespaced_pod(namespace, label_selector=HUB_SELECTOR, _request_timeout=30).items
-        good = sorted((p for p in pods if _pod_ready(p)), key=lambda p: p.status.start_time)
+        good = sorted((p for p in pods if pod_ready(p)), key=lambda p: p.status.start_time)
         if not good:
-            return False, f"no Ready hub pod ({HUB_SELECTOR}): {[_pod_summary(p) for p in pods] or 'none'}"
+            return False, f"no Ready hub pod ({HUB_SELECTOR}): {[pod_summary(p) for p in pods] or 'none'}"
         holder["name"] = good[-1].metadata.name
         return True, holder["name"]
 
     platform.wait_until(ready, f"a Ready JupyterHub hub pod in {namespace}", timeout=min(platform.timeout, 300),
                         diagnose=lambda: f"events in {namespace}:\n{platform.events(namespace)}")
     return holder["name"]
-
-
-def _exec(platform, namespace: str, pod: str, command: list[str], stdin: str | None = None,
-          timeout: float = EXEC_TIMEOUT) -> tuple[int | None, str]:
-    """Run `command` in the hub container, feeding `stdin`; (exit code, stdout+stderr). None: still running."""
-    from kubernetes.stream import stream
-
-    resp = stream(platform.core.connect_get_namespaced_pod_exec, pod, namespace, container=HUB_CONTAINER,
-                  command=command, stdin=stdin is not None, stdout=True, stderr=True, tty=False,
-                  _preload_content=False)
-    try:
-        if stdin is not None:
-            resp.write_stdin(stdin)
-        resp.run_forever(timeout=timeout)
-        code: int | None = None
-        if not resp.is_open():
-            try:
-                code = resp.returncode
-            except Exception:  # noqa: BLE001 - no status on the error channel
-                code = -1
-        return code, resp.read_all()
-    finally:
-        resp.close()
 
 
 def _result(output: str) -> dict[str, Any] | None:
@@ -234,8 +192,9 @@ class Hub:
         """{status, json | text, location} of one request, or raise RuntimeError (retried while polling)."""
         payload = json.dumps(body) if body is not None else ""
         try:
-            code, out = _exec(self.platform, self.namespace, self.pod,
-                              ["python3", "-c", HTTP_SCRIPT, method, url, payload], stdin=(token or "") + "\n")
+            code, out = self.platform.exec(self.namespace, self.pod, HUB_CONTAINER,
+                                           ["python3", "-c", HTTP_SCRIPT, method, url, payload],
+                                           stdin=(token or "") + "\n", timeout=EXEC_TIMEOUT)
         except Exception as exc:  # noqa: BLE001 - the hub pod may have been replaced: find it again next time
             self.pod = _hub_pod(self.platform, self.namespace)
             raise RuntimeError(f"{method} {url}: exec in the hub pod failed: {type(exc).__name__}: {exc}"[:500])
@@ -253,7 +212,7 @@ class Hub:
         return f"http://{PROXY_SERVICE}.{self.namespace}.svc.cluster.local:{PROXY_PORT}{path}"
 
     def diagnose(self, extra: str = "") -> str:
-        logs = _logs(self.platform, self.namespace, self.pod, HUB_CONTAINER)
+        logs = self.platform.pod_logs(self.namespace, self.pod, 60, container=HUB_CONTAINER)
         return (f"hub logs ({self.namespace}/{self.pod}):\n{logs}"
                 f"\nrecent events in {self.namespace}:\n{self.platform.events(self.namespace, limit=20)}{extra}")
 
@@ -339,7 +298,7 @@ def _mint(hub: Hub, admins: list[str], note: str) -> tuple[str, str, str]:
     """(token, token id, admin name): a short-lived, scoped token for an admin, minted in the hub pod."""
     args = ["python3", "-c", MINT_SCRIPT, HUB_DB, json.dumps(admins), note, str(TOKEN_TTL),
             json.dumps(_scopes("{admin}"))]
-    code, out = _exec(hub.platform, hub.namespace, hub.pod, args)
+    code, out = hub.platform.exec(hub.namespace, hub.pod, HUB_CONTAINER, args, timeout=EXEC_TIMEOUT)
     r = _result(out) or {}
     token = r.get("token")
     if code != 0 or not token or not r.get("token_id"):
@@ -381,8 +340,8 @@ def test_spawn_cpu_notebook(platform, hub_layer):
                     state["pod_ns"], label_selector=f"hub.jupyter.org/username={user}", _request_timeout=20).items
             except Exception as exc:  # noqa: BLE001 - diagnostics only
                 return f"\n<user pods not listed: {exc}>"[:300]
-            return "".join(f"\npod {_pod_summary(p)}:\n{platform.events(p.metadata.namespace, p.metadata.name)}\n"
-                           f"{_logs(platform, p.metadata.namespace, p.metadata.name, NOTEBOOK_CONTAINER, 30)}"
+            return "".join(f"\npod {pod_summary(p)}:\n{platform.events(p.metadata.namespace, p.metadata.name)}\n"
+                           f"{platform.pod_logs(p.metadata.namespace, p.metadata.name, 30, container=NOTEBOOK_CONTAINER)}"
                            for p in pods) or f"\nno pods of user {user} in {state['pod_ns']}"
 
         def diagnose() -> str:
@@ -413,7 +372,7 @@ def test_spawn_cpu_notebook(platform, hub_layer):
             pods = platform.core.list_namespaced_pod(
                 pod_ns, label_selector=f"component=singleuser-server,hub.jupyter.org/username={user}",
                 _request_timeout=30).items
-            assert len(pods) == 1, f"expected one notebook pod of {user} in {pod_ns}: {[_pod_summary(p) for p in pods]}"
+            assert len(pods) == 1, f"expected one notebook pod of {user} in {pod_ns}: {[pod_summary(p) for p in pods]}"
             pod = pods[0]
             state["pod"] = pod.metadata.name
         container = next((c for c in pod.spec.containers if c.name == NOTEBOOK_CONTAINER), pod.spec.containers[0])
@@ -535,7 +494,8 @@ def _cleanup(platform, hub: Hub, token: str, token_id: str, admin: str, user: st
             r = hub.api("DELETE", f"/users/{admin}/tokens/{token_id}", token=token)
             assert r.get("status") in (204, 404), f"DELETE /hub/api/users/{admin}/tokens/{token_id}: {_show(r)}"
         except (Exception, pytest.fail.Exception):  # noqa: BLE001 - fall back to the database
-            code, out = _exec(platform, hub.namespace, hub.pod, ["python3", "-c", REVOKE_SCRIPT, HUB_DB, token_id])
+            code, out = platform.exec(hub.namespace, hub.pod, HUB_CONTAINER,
+                                      ["python3", "-c", REVOKE_SCRIPT, HUB_DB, token_id], timeout=EXEC_TIMEOUT)
             assert code == 0, f"token {token_id} of {admin} not revoked (it expires in {TOKEN_TTL}s): {out[-500:]}"
 
     step(f"revoke API token {token_id} of {admin}", revoke)

@@ -110,17 +110,6 @@ def test_role_binding(platform, teams):
         assert team.rbac_group in groups, f"{team.namespace}/team-edit subjects {groups} lack group {team.rbac_group}"
 
 
-def _allowed(platform, user: str, groups: list[str], namespace: str, verb: str = "create",
-             resource: str = "pods", group: str = "") -> bool:
-    from kubernetes import client
-
-    review = client.V1SubjectAccessReview(spec=client.V1SubjectAccessReviewSpec(
-        user=user, groups=groups,
-        resource_attributes=client.V1ResourceAttributes(namespace=namespace, verb=verb, group=group,
-                                                        resource=resource)))
-    return bool(platform.authz.create_subject_access_review(review, _request_timeout=30).status.allowed)
-
-
 def test_team_access(platform, teams):
     """The authorizer's answer, not just the objects: members may create pods, outsiders may not."""
     _, members = teams
@@ -128,12 +117,12 @@ def test_team_access(platform, teams):
         ns = team.namespace
         member = ("cnai-smoke-member", [team.rbac_group, "system:authenticated"])
         outsider = ("cnai-smoke-outsider", ["system:authenticated"])
-        assert _allowed(platform, *member, ns), f"group {team.rbac_group} cannot create pods in {ns}"
-        assert _allowed(platform, *member, ns, resource="jobs", group="batch"), (
+        assert platform.allowed(*member, ns), f"group {team.rbac_group} cannot create pods in {ns}"
+        assert platform.allowed(*member, ns, resource="jobs", group="batch"), (
             f"group {team.rbac_group} cannot create batch Jobs in {ns}")
-        assert not _allowed(platform, *outsider, ns), f"a user outside group {team.rbac_group} can create pods in {ns}"
-        assert not _allowed(platform, *member, "kube-system"), (
+        assert not platform.allowed(*outsider, ns), f"a user outside group {team.rbac_group} can create pods in {ns}"
+        assert not platform.allowed(*member, "kube-system"), (
             f"group {team.rbac_group} can create pods in kube-system: team RBAC reaches beyond {ns}")
         others = [t.namespace for t in members if t.rbac_group != team.rbac_group]
         for other in others:
-            assert not _allowed(platform, *member, other), f"group {team.rbac_group} can create pods in {other}"
+            assert not platform.allowed(*member, other), f"group {team.rbac_group} can create pods in {other}"

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from tests.smoke.helpers import conditions, pod_summary
+
 pytestmark = pytest.mark.smoke
 
 GROUP = "trainer.kubeflow.org"
@@ -58,28 +60,10 @@ def example_namespace(platform, trainer, team):
     return ns
 
 
-def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
-
-
 def _describe(cond: dict[str, Any] | None) -> str:
     if not cond:
         return "None"
     return f"{cond['status']} ({cond.get('reason')}: {cond.get('message')})"
-
-
-def _node_logs(platform, namespace: str, pod: str, tail: int = 200) -> str:
-    try:
-        return platform.core.read_namespaced_pod_log(pod, namespace, container=NODE_CONTAINER, tail_lines=tail,
-                                                     _request_timeout=20)
-    except Exception as exc:  # noqa: BLE001 - diagnostics only
-        return f"<no logs: {exc}>"[:300]
-
-
-def _pod_summary(pod) -> str:
-    waiting = [f"{s.name}: {s.state.waiting.reason}" for s in pod.status.container_statuses or []
-               if s.state and s.state.waiting]
-    return f"{pod.metadata.name} ({pod.status.phase}{', ' + ', '.join(waiting) if waiting else ''})"
 
 
 def _node_pods(platform, namespace: str, name: str) -> list[Any]:
@@ -139,7 +123,7 @@ def test_example_trainjob_admitted_and_completes(platform, trainer, example_name
         try:
             tj = read()
             out.append(f"TrainJob {name}: suspend={tj['spec'].get('suspend')}, conditions: "
-                       + "; ".join(f"{t}={_describe(c)}" for t, c in _conditions(tj).items()))
+                       + "; ".join(f"{t}={_describe(c)}" for t, c in conditions(tj).items()))
             out.append(f"jobsStatus: {(tj.get('status') or {}).get('jobsStatus')}")
         except Exception as exc:  # noqa: BLE001 - diagnostics only
             out.append(f"TrainJob {name} not readable: {exc}"[:300])
@@ -148,7 +132,7 @@ def test_example_trainjob_admitted_and_completes(platform, trainer, example_name
                 for wl in workloads():
                     wname = wl["metadata"]["name"]
                     out.append(f"Workload {wname}: "
-                               + "; ".join(f"{t}={_describe(c)}" for t, c in _conditions(wl).items()))
+                               + "; ".join(f"{t}={_describe(c)}" for t, c in conditions(wl).items()))
                     out.append(f"events for {wname}:\n{platform.events(ns, wname)}")
             except Exception as exc:  # noqa: BLE001 - diagnostics only
                 out.append(f"Workloads not readable: {exc}"[:300])
@@ -160,7 +144,7 @@ def test_example_trainjob_admitted_and_completes(platform, trainer, example_name
         except Exception as exc:  # noqa: BLE001 - diagnostics only
             out.append(f"pods not listable: {exc}"[:300])
         for p in pods:
-            out.append(f"pod {_pod_summary(p)}:\n{_node_logs(platform, ns, p.metadata.name, tail=40)}")
+            out.append(f"pod {pod_summary(p)}:\n{platform.pod_logs(ns, p.metadata.name, 40, container=NODE_CONTAINER)}")
         if not pods:
             out.append(f"no pods labelled {JOBSET_LABEL}={name}")
         return "\n".join(out)
@@ -177,10 +161,10 @@ def test_example_trainjob_admitted_and_completes(platform, trainer, example_name
             if not found:
                 return False, "no Workload owned by the TrainJob yet"
             # Prefer an admitted one (a re-queued job may leave an older, evicted Workload behind).
-            found.sort(key=lambda w: (_conditions(w).get("Admitted", {}).get("status") == "True",
+            found.sort(key=lambda w: (conditions(w).get("Admitted", {}).get("status") == "True",
                                       w["metadata"].get("creationTimestamp") or ""))
             wl = found[-1]
-            cond = _conditions(wl)
+            cond = conditions(wl)
             adm, qr, fin = cond.get("Admitted"), cond.get("QuotaReserved"), cond.get("Finished")
             state = (f"Workload {wl['metadata']['name']}: QuotaReserved={_describe(qr)}, "
                      f"Admitted={_describe(adm)}, Finished={_describe(fin)}")
@@ -205,7 +189,7 @@ def test_example_trainjob_admitted_and_completes(platform, trainer, example_name
                         timeout=60, interval=2, diagnose=diagnose)
 
     def completed():
-        cond = _conditions(read())
+        cond = conditions(read())
         failed = cond.get("Failed")
         if failed and failed["status"] == "True":
             pytest.fail(f"TrainJob {ns}/{name} failed: {failed.get('reason')}: {failed.get('message')}\n{diagnose()}",
@@ -219,7 +203,7 @@ def test_example_trainjob_admitted_and_completes(platform, trainer, example_name
     pods = _node_pods(platform, ns, name)
     assert pods, (f"TrainJob {ns}/{name} is Complete but no pod labelled {JOBSET_LABEL}={name} with a "
                   f"{NODE_CONTAINER!r} container is left to read the result from\n{diagnose()}")
-    logs = {p.metadata.name: _node_logs(platform, ns, p.metadata.name) for p in pods}
+    logs = {p.metadata.name: platform.pod_logs(ns, p.metadata.name, 200, container=NODE_CONTAINER) for p in pods}
     results = [(pod, m) for pod, text in logs.items() for m in RESULT.finditer(text)]
     shown = "\n".join(f"pod {pod} (container {NODE_CONTAINER}):\n{text[-3000:]}" for pod, text in logs.items())
     assert results, f"no trainer node of TrainJob {ns}/{name} printed 'rank=.. world=.. loss=..':\n{shown}"
@@ -233,28 +217,17 @@ def test_example_trainjob_admitted_and_completes(platform, trainer, example_name
     assert math.isfinite(value), f"pod {pod}: training diverged: {match.group(0)!r}"
 
 
-def _allowed(platform, user: str, groups: list[str], namespace: str, verb: str = "create",
-             resource: str = "trainjobs", group: str = GROUP) -> bool:
-    from kubernetes import client
-
-    review = client.V1SubjectAccessReview(spec=client.V1SubjectAccessReviewSpec(
-        user=user, groups=groups,
-        resource_attributes=client.V1ResourceAttributes(namespace=namespace, verb=verb, group=group,
-                                                        resource=resource)))
-    return bool(platform.authz.create_subject_access_review(review, _request_timeout=30).status.allowed)
-
-
 def test_team_can_create_trainjobs(platform, trainer, team):
     """The authorizer's answer: the team's group may create TrainJobs at home, not in other teams' namespaces."""
     ns = team.namespace
     member = ("cnai-smoke-member", [team.rbac_group, "system:authenticated"])
     outsider = ("cnai-smoke-outsider", ["system:authenticated"])
-    assert _allowed(platform, *member, ns), (
+    assert platform.allowed(*member, ns, resource="trainjobs", group=GROUP), (
         f"group {team.rbac_group} cannot create trainjobs.{GROUP} in {ns} (is ClusterRole cnai-trainer-edit "
         f"aggregated into edit?)")
-    assert not _allowed(platform, *outsider, ns), (
+    assert not platform.allowed(*outsider, ns, resource="trainjobs", group=GROUP), (
         f"a user outside group {team.rbac_group} can create trainjobs.{GROUP} in {ns}")
     others = [t.namespace for t in platform.teams if t.rbac_group != team.rbac_group]
     for other in others:
-        assert not _allowed(platform, *member, other), (
+        assert not platform.allowed(*member, other, resource="trainjobs", group=GROUP), (
             f"group {team.rbac_group} can create trainjobs.{GROUP} in {other}, another team's namespace")
