@@ -174,6 +174,10 @@ class Layer:
         self.peers: dict[str, Layer] = {}  # every enabled layer by name, set by the program
         self.shared_namespace: dict[str, Any] | None = None  # merged manifest when layers share a namespace
 
+    def first_team_namespace(self) -> str | None:
+        """Where a layer's example runs: the first team's namespace (None without teams)."""
+        return self.spec.teams[0].namespace if self.spec.teams and "teams" in self.peers else None
+
     def peer(self, name: str) -> Any:
         """An enabled layer this one reads endpoints from (it must be in `requires`)."""
         return self.peers[name]
@@ -272,8 +276,12 @@ class Layer:
             return self.shared_namespace
         if not self.namespace:
             return None
-        labels = {kube.PLATFORM_LABEL: self.name, **kube.pod_security(self.pod_security)}
+        labels = {kube.PLATFORM_LABEL: self.name, **kube.pod_security(self.pod_security), **self.namespace_labels()}
         return kube.namespace(self.namespace, labels)
+
+    def namespace_labels(self) -> dict[str, str]:
+        """Extra labels of the layer's namespace (what other components select it by)."""
+        return {}
 
     def all_objects(self) -> list[KubeObject]:
         ns = self.namespace_manifest()

@@ -22,6 +22,7 @@ import yaml
 from pydantic import Field
 
 from addons.base import Generated, KubeObject, Layer, Workload, resources
+from addons.kueue import LOCAL_QUEUE, QUEUE_LABEL, QUEUE_NS_LABEL
 from modules.cluster import GPU_RESOURCE, Capabilities
 from modules.config import ConfigError, DnsLabel, LayerOptions, PlatformSpec, Quantity, Strict
 from modules.k8s import MANAGED_BY, PLATFORM_LABEL
@@ -74,11 +75,8 @@ class JupyterHub(Layer):
     pod_security_reason = "user notebook images run arbitrary user code and images that do not set seccomp"
     uses_queue = True  # GPU notebooks wait in Kueue (pod integration) when the kueue layer is on
 
-    def namespace_manifest(self) -> dict[str, Any] | None:
-        manifest = super().namespace_manifest()
-        if manifest and "kueue" in self.peers and self.shared_namespace is None:
-            manifest["metadata"]["labels"]["platform.cnai.dev/queue"] = "default"
-        return manifest
+    def namespace_labels(self) -> dict[str, str]:
+        return {QUEUE_NS_LABEL: LOCAL_QUEUE} if "kueue" in self.peers else {}
 
     @classmethod
     def validate(cls, spec: PlatformSpec, caps: Capabilities) -> None:
@@ -133,7 +131,7 @@ class JupyterHub(Layer):
             override["volume_mounts"] = [{"name": "dshm", "mountPath": "/dev/shm"}]
             if "kueue" in self.peers:
                 # Kueue's pod integration gates the notebook until the GPU quota admits it.
-                override["extra_labels"] = {"kueue.x-k8s.io/queue-name": "default"}
+                override["extra_labels"] = {QUEUE_LABEL: LOCAL_QUEUE}
         entry = {"display_name": p.displayName, "description": p.description, "slug": p.slug,
                  "kubespawner_override": override}
         if first:

@@ -16,9 +16,8 @@ from typing import Any
 from pydantic import Field
 
 from addons.base import KubeObject, Layer, Workload
-from modules import k8s as kube
 from modules.config import LayerOptions
-from modules.k8s import MANAGED_BY
+from modules.k8s import MANAGED_BY, edit_role
 
 INJECTION_LABEL = "katib.kubeflow.org/metrics-collector-injection"
 EXAMPLE = "example-random"
@@ -41,29 +40,13 @@ class Katib(Layer):
     pod_security = "baseline"
     pod_security_reason = "suggestion pods and the injected metrics-collector sidecar set no securityContext"
 
-    def namespace_manifest(self) -> dict[str, Any] | None:
-        labels = {kube.PLATFORM_LABEL: self.name, **kube.pod_security(self.pod_security), INJECTION_LABEL: "enabled"}
-        return kube.namespace(self.namespace, labels)
-
-    def _edit_role(self) -> KubeObject:
-        """Aggregated into `edit`, which team groups hold in their namespaces."""
-        return KubeObject({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-            "metadata": {"name": "cnai-katib-edit", "labels": {
-                **MANAGED_BY, "rbac.authorization.k8s.io/aggregate-to-edit": "true",
-                "rbac.authorization.k8s.io/aggregate-to-admin": "true"}},
-            "rules": [{"apiGroups": ["kubeflow.org"], "resources": ["experiments", "trials", "suggestions"],
-                       "verbs": ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]},
-                      {"apiGroups": ["kubeflow.org"], "resources": ["experiments/status", "trials/status"],
-                       "verbs": ["get", "list", "watch"]}],
-        }, needs_chart=True)
-
-    def example_namespace(self) -> str | None:
-        return self.spec.teams[0].namespace if self.spec.teams and "teams" in self.peers else None
+    def namespace_labels(self) -> dict[str, str]:
+        return {INJECTION_LABEL: "enabled"}
 
     def objects(self) -> list[KubeObject]:
-        out = [self._edit_role()]
-        ns = self.example_namespace()
+        out = [KubeObject(edit_role("cnai-katib-edit", "kubeflow.org", ["experiments", "trials", "suggestions"],
+                                 ["experiments", "trials"]), needs_chart=True)]
+        ns = self.first_team_namespace()
         if not (self.options.example and ns):
             return out
         # One shell line: Katib wraps the command to capture stdout for its metrics collector.

@@ -28,7 +28,7 @@ from pydantic import Field
 from addons.base import KubeObject, Layer, Release, Workload, ref, resources
 from modules.config import ConfigError, LayerOptions, PlatformSpec
 from modules.cluster import Capabilities
-from modules.k8s import MANAGED_BY, PLATFORM_LABEL, namespace, pod_security
+from modules.k8s import MANAGED_BY, PLATFORM_LABEL, edit_role, namespace, pod_security
 from modules.versions import VERSIONS
 
 SERVICE_ACCOUNT = "kserve-models"
@@ -198,7 +198,10 @@ class KServe(Layer):
 
     # -- objects ---------------------------------------------------------------------------------
     def objects(self) -> list[KubeObject]:
-        out: list[KubeObject] = [self._edit_role()]
+        out: list[KubeObject] = [KubeObject(edit_role(
+            "cnai-kserve-edit", "serving.kserve.io",
+            ["inferenceservices", "inferencegraphs", "servingruntimes", "trainedmodels"], ["inferenceservices"]),
+            needs_chart=True)]
         if self.knative:
             # The operator's pods and Kourier's Envoy set no seccomp profile: baseline, not restricted.
             for ns in (KNATIVE_OPERATOR_NAMESPACE, KNATIVE_NAMESPACE):
@@ -280,22 +283,6 @@ class KServe(Layer):
             # Served once the model exists (the Job is awaited until it completes).
             KubeObject(isvc, needs_chart=True, needs_after=True, wait_for=(ref(job), ref(sa))),
         ]
-
-    @staticmethod
-    def _edit_role() -> KubeObject:
-        """Aggregated into the built-in `edit` ClusterRole, which team groups hold in their namespaces:
-        team members may create and manage InferenceServices there."""
-        return KubeObject({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-            "metadata": {"name": "cnai-kserve-edit", "labels": {
-                **MANAGED_BY, "rbac.authorization.k8s.io/aggregate-to-edit": "true",
-                "rbac.authorization.k8s.io/aggregate-to-admin": "true"}},
-            "rules": [{"apiGroups": ["serving.kserve.io"],
-                       "resources": ["inferenceservices", "inferencegraphs", "servingruntimes", "trainedmodels"],
-                       "verbs": ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]},
-                      {"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices/status"],
-                       "verbs": ["get", "list", "watch"]}],
-        }, needs_chart=True)
 
     def _example_annotations(self) -> dict[str, str]:
         if self.knative:  # Knative's autoscaler; keep one replica so the smoke test needs no cold start

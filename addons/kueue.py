@@ -15,7 +15,7 @@ from pydantic import Field
 from addons.base import KubeObject, Layer, Workload, resources
 from modules.config import ConfigError, DnsLabel, LayerOptions, PlatformSpec, Quantity, Strict, quantity
 from modules.cluster import Capabilities
-from modules.k8s import MANAGED_BY, TEAM_LABEL
+from modules.k8s import MANAGED_BY
 from modules.versions import VERSIONS
 
 API = "kueue.x-k8s.io/v1beta2"  # the storage version in Kueue 0.19

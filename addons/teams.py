@@ -14,6 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from addons.base import KubeObject, Layer
+from addons.katib import INJECTION_LABEL
+from addons.kueue import LOCAL_QUEUE, QUEUE_NS_LABEL
 from modules.cluster import GPU_RESOURCE, Capabilities
 from modules.config import ConfigError, PlatformSpec
 from modules.k8s import MANAGED_BY, PLATFORM_LABEL, TEAM_LABEL, namespace, pod_security
@@ -45,9 +47,9 @@ class Teams(Layer):
 
     def _namespace_labels(self) -> dict[str, str]:
         """Labels other layers need on team namespaces (Kueue admits from them; Katib injects its collector)."""
-        labels = {"katib.kubeflow.org/metrics-collector-injection": "enabled"} if "katib" in self.peers else {}
+        labels = {INJECTION_LABEL: "enabled"} if "katib" in self.peers else {}
         if "kueue" in self.peers:
-            labels["platform.cnai.dev/queue"] = "default"  # may submit to the platform ClusterQueue
+            labels[QUEUE_NS_LABEL] = LOCAL_QUEUE  # may submit to the platform ClusterQueue
         return labels
 
     def team_objects(self, team) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from pydantic import Field
 from addons.base import KubeObject, Layer, Workload, resources
 from addons.kueue import LOCAL_QUEUE, QUEUE_LABEL
 from modules.config import LayerOptions
-from modules.k8s import MANAGED_BY
+from modules.k8s import MANAGED_BY, edit_role
 
 API = "trainer.kubeflow.org/v1alpha1"
 EXAMPLE = "example-torch"
@@ -60,25 +60,10 @@ class Trainer(Layer):
             "runtimes": {"defaultEnabled": False},
         }
 
-    def _edit_role(self) -> KubeObject:
-        """Aggregated into `edit`, which team groups hold in their namespaces."""
-        return KubeObject({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-            "metadata": {"name": "cnai-trainer-edit", "labels": {
-                **MANAGED_BY, "rbac.authorization.k8s.io/aggregate-to-edit": "true",
-                "rbac.authorization.k8s.io/aggregate-to-admin": "true"}},
-            "rules": [{"apiGroups": ["trainer.kubeflow.org"], "resources": ["trainjobs", "trainingruntimes"],
-                       "verbs": ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]},
-                      {"apiGroups": ["trainer.kubeflow.org"], "resources": ["trainjobs/status"],
-                       "verbs": ["get", "list", "watch"]}],
-        }, needs_chart=True)
-
-    def example_namespace(self) -> str | None:
-        return self.spec.teams[0].namespace if self.spec.teams and "teams" in self.peers else None
-
     def objects(self) -> list[KubeObject]:
-        out = [self._edit_role()]
-        ns = self.example_namespace()
+        out = [KubeObject(edit_role("cnai-trainer-edit", "trainer.kubeflow.org", ["trainjobs", "trainingruntimes"],
+                                 ["trainjobs"]), needs_chart=True)]
+        ns = self.first_team_namespace()
         if not (self.options.example and ns):
             return out
         labels = dict(MANAGED_BY)
@@ -110,5 +95,5 @@ class Trainer(Layer):
                 Workload("jobset-controller-manager", *_JOBSET)]
 
     def outputs(self) -> dict[str, Any]:
-        ns = self.example_namespace()
+        ns = self.first_team_namespace()
         return {"exampleTrainJob": f"{ns}/{EXAMPLE}"} if self.options.example and ns else {}

@@ -64,6 +64,20 @@ def namespace(name: str, labels: dict[str, str]) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {**MANAGED_BY, **labels}}}
 
 
+def edit_role(name: str, api_group: str, resources: list[str], status: list[str]) -> dict[str, Any]:
+    """A ClusterRole aggregated into the built-in `edit` and `admin` roles (which team groups hold in
+    their namespaces): full control of `resources`, read access to the `status` subresources of `status`."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": name, "labels": {**MANAGED_BY, "rbac.authorization.k8s.io/aggregate-to-edit": "true",
+                                              "rbac.authorization.k8s.io/aggregate-to-admin": "true"}},
+        "rules": [{"apiGroups": [api_group], "resources": resources,
+                   "verbs": ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]},
+                  {"apiGroups": [api_group], "resources": [f"{r}/status" for r in status],
+                   "verbs": ["get", "list", "watch"]}],
+    }
+
+
 def pod_security(level: str) -> dict[str, str]:
     """Pod Security Admission labels: enforce `level`, warn and audit at restricted."""
     return {

@@ -144,7 +144,7 @@ def test_katib_experiment_completes(platform):
     katib = platform.enabled_layer("katib")
     if not katib.options.example:
         pytest.skip(f"cnai:layers.katib.example is false in stack {platform.stack}: no example Experiment")
-    ns = katib.example_namespace()
+    ns = katib.first_team_namespace()
     if ns is None:
         pytest.skip(f"stack {platform.stack} has no teams (or the teams layer is off): "
                     f"no namespace for the example Experiment")

@@ -54,7 +54,7 @@ def example_namespace(platform, trainer, team):
     layer = trainer["layer"]
     if not layer.options.example:
         pytest.skip(f"cnai:layers.trainer.example is false in stack {platform.stack}: no example TrainJob")
-    ns = layer.example_namespace()
+    ns = layer.first_team_namespace()
     if not ns:
         pytest.skip(f"stack {platform.stack} deploys no example TrainJob (no team namespace)")
     return ns
