@@ -59,8 +59,8 @@ class Kueue(Layer):
     component = "Kueue"
     description = "Queues batch and training workloads under quotas, with fair sharing and priorities."
     chart = "kueue"
-    # LocalQueues go into team namespaces; with observability on, the chart's ServiceMonitor needs
-    # the Prometheus Operator CRDs, so the release waits for that layer too.
+    # LocalQueues go into team namespaces and the notebooks namespace; with observability on, the
+    # chart's ServiceMonitor needs the Prometheus Operator CRDs, so the release waits for that layer too.
     after = ("teams", "observability", "jupyterhub")
     install_after = ("observability",)
     Options = KueueOptions

@@ -24,20 +24,7 @@ def crd_sources() -> dict[str, set[str]]:
         for key in cls.manifests:
             for group in VERSIONS.manifest(key).crd_groups:
                 out.setdefault(group.partition("/")[0], set()).add(key)
-    # CRDs shipped by an install whose facts are not pinned per group
-    out.setdefault("barmancloud.cnpg.io", set()).add("plugin-barman-cloud")
     return out
-
-
-def closure(rec, reg) -> set[str]:
-    by_urn = {r.urn: r for r in rec.registrations}
-    seen, todo = set(), list(reg.depends_on)
-    while todo:
-        urn = todo.pop()
-        if urn not in seen and urn in by_urn:
-            seen.add(urn)
-            todo += by_urn[urn].depends_on
-    return seen
 
 
 @pytest.mark.parametrize("stack", stacks())
@@ -55,7 +42,7 @@ def test_custom_resources_depend_on_what_installs_their_crd(stack):
         group = api.rpartition("/")[0]
         if group not in sources:
             continue
-        providers = {installs[u] for u in closure(rec, reg) if u in installs}
+        providers = {installs[u] for u in rec.waits_for(reg) if u in installs}
         assert providers & sources[group], \
             f"{reg.type} {reg.name} does not wait for {sorted(sources[group])} (its CRD); destroy could orphan it"
 
@@ -69,4 +56,4 @@ def test_namespaced_objects_and_releases_depend_on_their_namespace(stack):
             continue
         ns = (reg.inputs.get("metadata") or {}).get("namespace") or reg.inputs.get("namespace")
         if ns in namespaces and reg.urn != namespaces[ns]:
-            assert namespaces[ns] in closure(rec, reg), f"{reg.type} {reg.name} does not depend on namespace {ns}"
+            assert namespaces[ns] in rec.waits_for(reg), f"{reg.type} {reg.name} does not depend on namespace {ns}"

@@ -82,14 +82,7 @@ def test_feature_store_config_references_env_not_passwords():
 def deps_layers(rec, reg) -> set[str]:
     """Layers of everything `reg` waits for, directly or through what it waits for."""
     by_urn = {r.urn: r for r in rec.registrations}
-    seen, todo = set(), list(reg.depends_on)
-    while todo:
-        urn = todo.pop()
-        if urn in seen or urn not in by_urn:
-            continue
-        seen.add(urn)
-        todo += by_urn[urn].depends_on
-    return {rec.layer_of(by_urn[u]) for u in seen}
+    return {rec.layer_of(by_urn[u]) for u in rec.waits_for(reg)}
 
 
 def test_layers_wait_only_for_what_they_use():

@@ -71,6 +71,16 @@ class Recording:
             out.append(cur)
         return out
 
+    def waits_for(self, reg: Registration) -> set[str]:
+        """URNs of everything `reg` depends on, directly or through its dependencies."""
+        idx, seen, todo = self._by_urn(), set(), list(reg.depends_on)
+        while todo:
+            urn = todo.pop()
+            if urn not in seen and urn in idx:
+                seen.add(urn)
+                todo += idx[urn].depends_on
+        return seen
+
     def layer_of(self, reg: Registration) -> str | None:
         for a in [reg, *self.ancestors(reg)]:
             if a.type.startswith("cnai:addons:"):
