@@ -21,7 +21,7 @@ from pydantic import Field
 
 from addons.base import KubeObject, Layer, Workload, resources
 from modules.config import LayerOptions, PlatformSpec
-from modules.k8s import MANAGED_BY
+from modules.k8s import MANAGED_BY, secret
 
 API = "feast.dev/v1"
 STORE = "platform"
@@ -79,11 +79,8 @@ class Feast(Layer):
 
     def objects(self) -> list[KubeObject]:
         ns, labels = self.namespace, dict(MANAGED_BY)
-        env = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-               "metadata": {"name": ENV_SECRET, "namespace": ns, "labels": labels}, "stringData": self._env()}
-        stores = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                  "metadata": {"name": STORES_SECRET, "namespace": ns, "labels": labels},
-                  "stringData": {"sql": _REGISTRY, "postgres": _ONLINE}}
+        env = secret(ENV_SECRET, ns, self._env())
+        stores = secret(STORES_SECRET, ns, {"sql": _REGISTRY, "postgres": _ONLINE})
         services: dict[str, Any] = {
             "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
             "registry": {"local": {

@@ -25,7 +25,7 @@ from addons.base import Generated, KubeObject, Layer, Workload, resources
 from addons.kueue import LOCAL_QUEUE, QUEUE_LABEL, QUEUE_NS_LABEL
 from modules.cluster import GPU_RESOURCE, Capabilities
 from modules.config import ConfigError, DnsLabel, LayerOptions, PlatformSpec, Quantity, Strict
-from modules.k8s import MANAGED_BY, PLATFORM_LABEL
+from modules.k8s import MANAGED_BY, PLATFORM_LABEL, secret
 
 FEAST_CONFIG = "feast-client"
 OIDC_SECRET = "hub-oidc"
@@ -234,9 +234,7 @@ class JupyterHub(Layer):
                                    "metadata": {"name": FEAST_CONFIG, "namespace": ns, "labels": labels},
                                    "data": {"feature_store.yaml": self._feast_client()}}, before_chart=True))
         if self.options.auth == "oidc":
-            out.append(KubeObject({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                                   "metadata": {"name": OIDC_SECRET, "namespace": ns, "labels": labels},
-                                   "stringData": {"client-secret": Generated(self.name, "oidc-client-secret")}},
+            out.append(KubeObject(secret(OIDC_SECRET, ns, {"client-secret": Generated(self.name, "oidc-client-secret")}),
                                   before_chart=True))
         return out
 

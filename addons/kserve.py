@@ -28,7 +28,7 @@ from pydantic import Field
 from addons.base import KubeObject, Layer, Release, Workload, ref, resources
 from modules.config import ConfigError, LayerOptions, PlatformSpec
 from modules.cluster import Capabilities
-from modules.k8s import MANAGED_BY, PLATFORM_LABEL, edit_role, namespace, pod_security
+from modules.k8s import MANAGED_BY, PLATFORM_LABEL, edit_role, namespace, pod_security, secret
 from modules.versions import VERSIONS
 
 SERVICE_ACCOUNT = "kserve-models"
@@ -185,11 +185,8 @@ class KServe(Layer):
                 annotations.update({"serving.kserve.io/s3-endpoint": store.host, "serving.kserve.io/s3-usehttps": tls,
                                     "serving.kserve.io/s3-verifyssl": tls})
             if store.static_keys:
-                out.append(KubeObject({
-                    "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                    "metadata": {"name": S3_SECRET, "namespace": ns, "labels": labels, "annotations": annotations},
-                    "stringData": {"AWS_ACCESS_KEY_ID": store.access_key, "AWS_SECRET_ACCESS_KEY": store.secret_key},
-                }, needs_after=True))
+                keys = {"AWS_ACCESS_KEY_ID": store.access_key, "AWS_SECRET_ACCESS_KEY": store.secret_key}
+                out.append(KubeObject(secret(S3_SECRET, ns, keys, annotations=annotations), needs_after=True))
                 sa["secrets"] = [{"name": S3_SECRET}]
             else:  # workload identity: KServe reads the S3 settings from the ServiceAccount
                 sa["metadata"]["annotations"].update(annotations)
@@ -271,10 +268,8 @@ class KServe(Layer):
         sa = {"kind": "ServiceAccount", "metadata": {"name": SERVICE_ACCOUNT, "namespace": ns}}
         out = [KubeObject(script)]
         if mlflow.options.auth:  # the Job logs to MLflow as its admin
-            creds = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                     "metadata": {"name": f"{EXAMPLE}-mlflow", "namespace": ns, "labels": labels},
-                     "stringData": {"MLFLOW_TRACKING_USERNAME": "admin",
-                                    "MLFLOW_TRACKING_PASSWORD": mlflow.admin_password()}}
+            creds = secret(f"{EXAMPLE}-mlflow", ns, {"MLFLOW_TRACKING_USERNAME": "admin",
+                                                     "MLFLOW_TRACKING_PASSWORD": mlflow.admin_password()})
             job["spec"]["template"]["spec"]["containers"][0]["envFrom"] = [{"secretRef": {"name": f"{EXAMPLE}-mlflow"}}]
             out.append(KubeObject(creds, needs_after=True))
         return out + [

@@ -15,7 +15,7 @@ from pydantic import Field
 
 from addons.base import Generated, KubeObject, Layer, Workload, resources
 from modules.config import LayerOptions, PlatformSpec
-from modules.k8s import MANAGED_BY
+from modules.k8s import secret
 
 RELEASE = "mlflow"
 DB_SECRET = "mlflow-db"
@@ -123,22 +123,20 @@ class Mlflow(Layer):
         pg = self.peer("postgres")
         store = self._store()
 
-        def secret(name: str, data: dict[str, Any], type_: str = "Opaque") -> KubeObject:
-            return KubeObject({"apiVersion": "v1", "kind": "Secret", "type": type_,
-                               "metadata": {"name": name, "namespace": ns, "labels": dict(MANAGED_BY)},
-                               "stringData": data}, before_chart=True)
+        def before_chart(name: str, data: dict[str, Any], type_: str = "Opaque") -> KubeObject:
+            return KubeObject(secret(name, ns, data, type_), before_chart=True)
 
         out = [
-            secret(DB_SECRET, {"username": "mlflow", "password": pg.password("mlflow")}, "kubernetes.io/basic-auth"),
-            secret(FLASK_SECRET, {"MLFLOW_FLASK_SERVER_SECRET_KEY": Generated(self.name, "flask-secret-key")}),
+            before_chart(DB_SECRET, {"username": "mlflow", "password": pg.password("mlflow")}, "kubernetes.io/basic-auth"),
+            before_chart(FLASK_SECRET, {"MLFLOW_FLASK_SERVER_SECRET_KEY": Generated(self.name, "flask-secret-key")}),
         ]
         if store.static_keys:
-            out.append(secret(S3_SECRET, {"AWS_ACCESS_KEY_ID": store.access_key,
+            out.append(before_chart(S3_SECRET, {"AWS_ACCESS_KEY_ID": store.access_key,
                                           "AWS_SECRET_ACCESS_KEY": store.secret_key}))
         if self.options.auth:
-            out.append(secret(ADMIN_SECRET, {"username": "admin", "password": self.admin_password()},
+            out.append(before_chart(ADMIN_SECRET, {"username": "admin", "password": self.admin_password()},
                               "kubernetes.io/basic-auth"))
-            out.append(secret(AUTH_DB_SECRET, {"username": AUTH_DB, "password": pg.password(AUTH_DB)},
+            out.append(before_chart(AUTH_DB_SECRET, {"username": AUTH_DB, "password": pg.password(AUTH_DB)},
                               "kubernetes.io/basic-auth"))
         return out
 

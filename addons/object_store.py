@@ -23,7 +23,7 @@ from pydantic import Field
 from addons.base import Generated, KubeObject, Layer, Release, Template, Workload, resources
 from modules.config import ConfigError, LayerOptions, PlatformSpec, Quantity, Strict
 from modules.cluster import Capabilities
-from modules.k8s import MANAGED_BY
+from modules.k8s import secret
 
 RELEASE = "object-store"
 CONFIG_SECRET = "object-store-s3-config"  # SeaweedFS identities (key seaweedfs_s3_config)
@@ -230,12 +230,8 @@ class ObjectStore(Layer):
                 "actions": [f"{a}:{b}" for b, mode in sorted(buckets.items()) for a in _ACTIONS[mode]],
             })
         config = json.dumps({"identities": identities}, indent=1, sort_keys=True)
-        secret = {
-            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": CONFIG_SECRET, "namespace": self.namespace, "labels": dict(MANAGED_BY)},
-            "stringData": {"seaweedfs_s3_config": Template.of(config, **refs)},
-        }
-        return [KubeObject(secret, before_chart=True)]
+        identities_secret = secret(CONFIG_SECRET, self.namespace, {"seaweedfs_s3_config": Template.of(config, **refs)})
+        return [KubeObject(identities_secret, before_chart=True)]
 
     def outputs(self) -> dict[str, Any]:
         if self.options.external:

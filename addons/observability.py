@@ -20,7 +20,7 @@ from pydantic import Field
 
 from addons.base import Generated, KubeObject, Layer, Workload, resources
 from modules.config import LayerOptions
-from modules.k8s import MANAGED_BY
+from modules.k8s import MANAGED_BY, secret
 
 RELEASE = "observability"
 ADMIN_SECRET = "grafana-admin"
@@ -135,11 +135,8 @@ class Observability(Layer):
 
     def objects(self) -> list[KubeObject]:
         ns, labels = self.namespace, dict(MANAGED_BY)
-        out = [KubeObject({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                           "metadata": {"name": ADMIN_SECRET, "namespace": ns, "labels": labels},
-                           "stringData": {"admin-user": "admin",
-                                          "admin-password": Generated(self.name, "grafana-admin-password")}},
-                          before_chart=True)]
+        admin = {"admin-user": "admin", "admin-password": Generated(self.name, "grafana-admin-password")}
+        out = [KubeObject(secret(ADMIN_SECRET, ns, admin), before_chart=True)]
         for name, dashboard in DASHBOARDS.items():
             out.append(KubeObject({"apiVersion": "v1", "kind": "ConfigMap",
                                    "metadata": {"name": name, "namespace": ns,

@@ -21,7 +21,7 @@ from pydantic import Field
 from addons.base import Generated, KubeObject, Layer, Release, Workload, ref, resources
 from modules.config import ConfigError, LayerOptions, PlatformSpec, Quantity
 from modules.cluster import Capabilities
-from modules.k8s import MANAGED_BY
+from modules.k8s import MANAGED_BY, secret
 from modules.versions import VERSIONS
 
 API = "postgresql.cnpg.io/v1"
@@ -145,11 +145,8 @@ class Postgres(Layer):
         if store.kind == "gcs":
             config["googleCredentials"] = {"gkeEnvironment": True}
         elif store.static_keys:
-            out.append(KubeObject({
-                "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                "metadata": {"name": BACKUP_SECRET, "namespace": ns, "labels": labels},
-                "stringData": {"ACCESS_KEY_ID": store.access_key, "ACCESS_SECRET_KEY": store.secret_key},
-            }, needs_after=True))
+            keys = {"ACCESS_KEY_ID": store.access_key, "ACCESS_SECRET_KEY": store.secret_key}
+            out.append(KubeObject(secret(BACKUP_SECRET, ns, keys), needs_after=True))
             config["s3Credentials"] = {"accessKeyId": {"name": BACKUP_SECRET, "key": "ACCESS_KEY_ID"},
                                        "secretAccessKey": {"name": BACKUP_SECRET, "key": "ACCESS_SECRET_KEY"}}
         else:
@@ -180,14 +177,11 @@ class Postgres(Layer):
             out += backup
         roles = []
         for db in self.database_names():
-            secret = self.secret_name(db)
-            out.append(KubeObject({
-                "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/basic-auth",
-                # cnpg.io/reload: the operator re-applies the password when the Secret changes.
-                "metadata": meta(secret, **{"cnpg.io/reload": "true"}),
-                "stringData": {"username": db, "password": self.password(db)},
-            }))
-            roles.append({"name": db, "ensure": "present", "login": True, "passwordSecret": {"name": secret}})
+            name = self.secret_name(db)
+            # cnpg.io/reload: the operator re-applies the password when the Secret changes.
+            out.append(KubeObject(secret(name, ns, {"username": db, "password": self.password(db)},
+                                         "kubernetes.io/basic-auth", labels={"cnpg.io/reload": "true"})))
+            roles.append({"name": db, "ensure": "present", "login": True, "passwordSecret": {"name": name}})
         storage: dict[str, Any] = {"size": self.options.storageSize or size["storage"]}
         if self.options.storageClass:
             storage["storageClass"] = self.options.storageClass

@@ -64,6 +64,15 @@ def namespace(name: str, labels: dict[str, str]) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {**MANAGED_BY, **labels}}}
 
 
+def secret(name: str, namespace: str, data: dict[str, Any], type_: str = "Opaque",
+           labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    """A Secret manifest; `data` values may be Generated/Template markers (resolved as Pulumi secrets)."""
+    meta: dict[str, Any] = {"name": name, "namespace": namespace, "labels": {**MANAGED_BY, **(labels or {})}}
+    if annotations:
+        meta["annotations"] = annotations
+    return {"apiVersion": "v1", "kind": "Secret", "type": type_, "metadata": meta, "stringData": data}
+
+
 def edit_role(name: str, api_group: str, resources: list[str], status: list[str]) -> dict[str, Any]:
     """A ClusterRole aggregated into the built-in `edit` and `admin` roles (which team groups hold in
     their namespaces): full control of `resources`, read access to the `status` subresources of `status`."""
