@@ -132,12 +132,12 @@ class Mlflow(Layer):
         ]
         if store.static_keys:
             out.append(before_chart(S3_SECRET, {"AWS_ACCESS_KEY_ID": store.access_key,
-                                          "AWS_SECRET_ACCESS_KEY": store.secret_key}))
+                                                "AWS_SECRET_ACCESS_KEY": store.secret_key}))
         if self.options.auth:
             out.append(before_chart(ADMIN_SECRET, {"username": "admin", "password": self.admin_password()},
-                              "kubernetes.io/basic-auth"))
+                                    "kubernetes.io/basic-auth"))
             out.append(before_chart(AUTH_DB_SECRET, {"username": AUTH_DB, "password": pg.password(AUTH_DB)},
-                              "kubernetes.io/basic-auth"))
+                                    "kubernetes.io/basic-auth"))
         return out
 
     def outputs(self) -> dict[str, Any]:
