@@ -55,9 +55,9 @@ def identities(spec: PlatformSpec) -> tuple[WorkloadIdentity, ...]:
     return tuple(i for name in spec.enabled_layers() if (i := LAYERS[name].identity(spec)))
 
 
-def resolve(spec: PlatformSpec) -> tuple[Capabilities, list[Layer]]:
-    """The cluster's capabilities and the enabled layers, instantiated in dependency order."""
-    caps = CLUSTERS[spec.environment].capabilities(spec, identities(spec))
+def resolve(spec: PlatformSpec, caps: Capabilities | None = None) -> tuple[Capabilities, list[Layer]]:
+    """The cluster's capabilities (or the given ones) and the enabled layers, in dependency order."""
+    caps = caps or CLUSTERS[spec.environment].capabilities(spec, identities(spec))
     layers = [LAYERS[name](spec, caps) for name in ordered(spec, LAYERS)]
     peers = {layer.name: layer for layer in layers}
     for layer in layers:

@@ -8,9 +8,8 @@ import json
 import pytest
 import yaml
 
-from addons import LAYERS
 from modules.cluster import CloudStorage
-from modules.program import CLUSTERS, load_spec
+from modules.program import CLUSTERS, load_spec, resolve
 from tests.conftest import evaluate, values_of
 from tools.harness import mock_password, normalize, stack_config
 
@@ -184,10 +183,7 @@ GCS = CloudStorage(kind="gcs", region="europe-west4",
 def cloud_layers(storage: CloudStorage):
     spec = load_spec(stack_config("kind")[0], "kind")
     caps = dataclasses.replace(CLUSTERS["kind"].capabilities(spec), cloud_storage=storage)
-    layers = {n: LAYERS[n](spec, caps) for n in spec.enabled_layers()}
-    for layer in layers.values():
-        layer.peers = layers
-    return layers
+    return {layer.name: layer for layer in resolve(spec, caps)[1]}
 
 
 def manifests(layer) -> dict:
