@@ -10,17 +10,25 @@ Backups (`backups: true`, default): the Barman Cloud plugin (CNPG-I; the in-tree
 is deprecated in 1.30 and removed in 1.31) archives WAL continuously and takes a daily base backup
 into the object store's `postgres-backups` bucket, with generated keys on kind/existing and the
 cluster's workload identity on the clouds. The plugin's TLS comes from cert-manager.
+
+Managed (`managed: true`, on clusters whose capabilities offer it: RDS on EKS, Cloud SQL on GKE):
+the cluster module creates the instance (private, encrypted, backed up by the cloud) with a
+generated admin password; this layer then runs no operator and no in-cluster database, only a Job
+that creates the same per-layer roles and databases there. Consumers see the same interface
+(`host`, `port`, `password(db)`), the host being the instance's private address.
 """
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field
 
 from addons.base import Generated, KubeObject, Layer, Release, Workload, ref, resources
 from modules.config import ConfigError, LayerOptions, PlatformSpec, Quantity
-from modules.cluster import Capabilities
+from modules.cluster import CLUSTER_VALUES, PG_ADDRESS, PG_ADMIN_PASSWORD, PG_ADMIN_USER, Capabilities
 from modules.k8s import MANAGED_BY, secret
 from modules.versions import VERSIONS
 
@@ -31,6 +39,9 @@ BACKUP_BUCKET = "postgres-backups"
 BACKUP_STORE = f"{CLUSTER}-backups"  # barmancloud.cnpg.io ObjectStore
 BACKUP_SECRET = f"{CLUSTER}-backup-s3"
 BARMAN_PLUGIN = "barman-cloud.cloudnative-pg.io"
+ADMIN_SECRET = f"{CLUSTER}-admin"  # managed mode: the instance's admin login
+ROLES_SCRIPT = Path(__file__).parent / "assets" / "postgres-roles.sh"
+POSTGRES_UID = 26  # the postgres user of the CloudNativePG images
 
 # operator (cpu, memory, memory limit) and per PostgreSQL instance
 _SIZES = {
@@ -49,6 +60,8 @@ class PostgresOptions(LayerOptions):
     backupSchedule: str = Field("0 0 2 * * *", pattern=r"^(\S+ ){5}\S+$",
                                 description="base backup schedule, six-field cron (seconds first)")
     backupRetention: str = Field("30d", pattern=r"^[1-9][0-9]*[dwm]$", description="how long backups are kept")
+    managed: bool = Field(False, description="use the cloud's managed PostgreSQL (RDS on eks, Cloud SQL on gke; "
+                                             "sized by cnai:eks.database / cnai:gke.database) instead of CloudNativePG")
 
 
 class Postgres(Layer):
@@ -65,6 +78,15 @@ class Postgres(Layer):
     @classmethod
     def validate(cls, spec: PlatformSpec, caps: Capabilities) -> None:
         opts = spec.layer(cls.name)
+        if opts.managed:
+            if not caps.managed_postgres:
+                raise ConfigError("cnai:layers.postgres.managed: this cluster offers no managed PostgreSQL "
+                                  "(eks: RDS, gke: Cloud SQL); set it to false to run CloudNativePG in the cluster")
+            for key in ("instances", "storageSize", "storageClass"):
+                if getattr(opts, key):
+                    raise ConfigError(f"cnai:layers.postgres.{key}: sizes the in-cluster CloudNativePG cluster; with "
+                                      f"managed: true size the instance in cnai:{spec.environment}.database")
+            return
         if opts.backups and not spec.layer("object-store").enabled:
             raise ConfigError("cnai:layers.postgres.backups: backups go to the object-store layer, which is disabled "
                               "(enable it or set backups: false)")
@@ -74,8 +96,15 @@ class Postgres(Layer):
 
     # -- what other layers read ------------------------------------------------------------------
     @property
-    def host(self) -> str:
-        """The read-write service: always the current primary."""
+    def managed(self) -> bool:
+        return self.options.managed
+
+    @property
+    def host(self) -> str | Generated:
+        """The read-write endpoint: CloudNativePG's `-rw` service (always the primary), or the managed
+        instance's private address (known at deploy time)."""
+        if self.managed:
+            return Generated(CLUSTER_VALUES, PG_ADDRESS, secret=False)
         return f"{CLUSTER}-rw.{self.namespace}.svc.cluster.local"
 
     port = PORT
@@ -94,7 +123,8 @@ class Postgres(Layer):
 
     @classmethod
     def bucket_needs(cls, spec: PlatformSpec) -> dict[str, str]:
-        return {BACKUP_BUCKET: "rw"} if spec.layer(cls.name).backups else {}
+        opts = spec.layer(cls.name)
+        return {BACKUP_BUCKET: "rw"} if opts.backups and not opts.managed else {}
 
     @classmethod
     def service_accounts(cls, spec: PlatformSpec) -> tuple[tuple[str, str], ...]:
@@ -109,6 +139,8 @@ class Postgres(Layer):
         return [f"role-{db}" for db in self.database_names()]
 
     def releases(self) -> list[Release]:
+        if self.managed:
+            return []
         out = [Release(self.chart, self.name, self.values())]
         if self.options.backups:
             # Same namespace as the operator, which the plugin requires.
@@ -126,6 +158,8 @@ class Postgres(Layer):
         }
 
     def workloads(self) -> list[Workload]:
+        if self.managed:
+            return []  # the instance runs outside the cluster; the roles Job is short-lived
         size = _SIZES[self.profile.name]
         op, inst = size["operator"], size["instance"]
         out = [Workload("cnpg-operator", op[0], op[1], self.profile.replicas),
@@ -166,7 +200,55 @@ class Postgres(Layer):
             cluster_fields["serviceAccountTemplate"] = {"metadata": {"annotations": dict(store.annotations)}}
         return out, cluster_fields
 
+    def _managed_objects(self) -> list[KubeObject]:
+        """Role Secrets, the admin Secret and the Job that creates roles and databases on the instance."""
+        ns = self.namespace
+        dbs = self.database_names()
+        out = [KubeObject(secret(self.secret_name(db), ns, {"username": db, "password": self.password(db)},
+                                 "kubernetes.io/basic-auth")) for db in dbs]
+        out.append(KubeObject(secret(ADMIN_SECRET, ns, {
+            "host": Generated(CLUSTER_VALUES, PG_ADDRESS, secret=False), "username": PG_ADMIN_USER,
+            "password": Generated(CLUSTER_VALUES, PG_ADMIN_PASSWORD)}, "kubernetes.io/basic-auth")))
+        script = ROLES_SCRIPT.read_text()
+        labels = dict(MANAGED_BY)
+        out.append(KubeObject({"apiVersion": "v1", "kind": "ConfigMap",
+                               "metadata": {"name": f"{CLUSTER}-roles", "namespace": ns, "labels": labels},
+                               "data": {"roles.sh": script}}))
+        # A new name whenever the roles or the script change: a Job's pod template cannot be updated.
+        digest = hashlib.sha256((" ".join(dbs) + script).encode()).hexdigest()[:8]
+        admin = lambda key: {"secretKeyRef": {"name": ADMIN_SECRET, "key": key}}  # noqa: E731
+        env = [{"name": "PGHOST", "valueFrom": admin("host")}, {"name": "PGUSER", "valueFrom": admin("username")},
+               {"name": "PGPASSWORD", "valueFrom": admin("password")}, {"name": "PGDATABASE", "value": "postgres"},
+               {"name": "PGSSLMODE", "value": "require"}, {"name": "PGCONNECT_TIMEOUT", "value": "10"},
+               {"name": "ROLES", "value": " ".join(dbs)}]
+        env += [{"name": f"PASSWORD_{db.upper()}",
+                 "valueFrom": {"secretKeyRef": {"name": self.secret_name(db), "key": "password"}}} for db in dbs]
+        job = {
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": f"{CLUSTER}-roles-{digest}", "namespace": ns, "labels": labels},
+            "spec": {
+                "backoffLimit": 10,  # the instance may still be settling (DNS, security group) on first run
+                "activeDeadlineSeconds": 900,
+                "template": {"spec": {
+                    "restartPolicy": "OnFailure",
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": POSTGRES_UID,
+                                        "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [{
+                        "name": "roles", "image": VERSIONS.images["postgresql"],
+                        "command": ["bash", "/scripts/roles.sh"], "env": env,
+                        "resources": resources("50m", "64Mi", "128Mi"),
+                        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                        "volumeMounts": [{"name": "scripts", "mountPath": "/scripts"}],
+                    }],
+                    "volumes": [{"name": "scripts", "configMap": {"name": f"{CLUSTER}-roles"}}],
+                }},
+            },
+        }
+        return out + [KubeObject(job, wait_for=tuple(o.ref for o in out))]
+
     def objects(self) -> list[KubeObject]:
+        if self.managed:
+            return self._managed_objects()
         size = _SIZES[self.profile.name]
         ns = self.namespace
         meta = lambda name, **extra: {"name": name, "namespace": ns, "labels": {**MANAGED_BY, **extra}}  # noqa: E731
@@ -218,4 +300,5 @@ class Postgres(Layer):
         return out
 
     def outputs(self) -> dict[str, Any]:
-        return {"host": self.host, "port": PORT, "databases": self.database_names()}
+        return {"host": self.host, "port": PORT, "databases": self.database_names(),
+                "mode": "managed" if self.managed else "cloudnative-pg"}

@@ -19,6 +19,17 @@ GPU_TAINT = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
 _MIG_SLICES = {1: 7, 2: 3, 3: 2, 4: 1, 7: 1}
 
 
+CLUSTER_VALUES = "cluster"  # the `layer` of Generated markers the cluster module resolves
+PG_ADDRESS, PG_ADMIN_PASSWORD = "postgres-address", "postgres-admin-password"
+PG_ADMIN_USER = "cnai_admin"  # the managed instance's admin login (RDS master user, Cloud SQL built-in user)
+
+
+def wants_managed_postgres(spec: Any) -> bool:
+    """Whether the cloud module creates the managed PostgreSQL instance for the postgres layer."""
+    pg = spec.layer("postgres")
+    return bool(pg.enabled and pg.managed)
+
+
 @dataclass(frozen=True)
 class WorkloadIdentity:
     """What one layer's pods need from a cloud: buckets (and how), and the ServiceAccounts they run as.
@@ -78,6 +89,10 @@ class Capabilities:
     containerd_config_file: bool = False
     # The cloud admits system-node-critical pods only in namespaces with a quota for them (GKE).
     critical_pods_need_quota: bool = False
+    # The cloud's managed PostgreSQL ("rds" | "cloudsql"), created by the cluster module when the
+    # postgres layer asks for it (`managed: true`); its address and admin password reach the layer
+    # as `Generated(CLUSTER_VALUES, ...)` values (see `Cluster.provided`).
+    managed_postgres: str = ""
 
     @property
     def gpus(self) -> int:
@@ -107,3 +122,6 @@ class Cluster:
     capabilities: Capabilities
     ready: list[pulumi.Resource] = field(default_factory=list)  # what layers wait for before deploying
     outputs: dict[str, Any] = field(default_factory=dict)
+    # Deploy-time values the cluster module produces for layers (managed database address, its admin
+    # password): layers read them as `Generated(CLUSTER_VALUES, key)`.
+    provided: dict[str, Any] = field(default_factory=dict)

@@ -189,6 +189,18 @@ class EksNetwork(Strict):
     publicSubnetIds: tuple[str, ...] = Field((), strict=False)
 
 
+class EksDatabase(Strict):
+    """RDS for PostgreSQL, used when `cnai:layers.postgres.managed` is true."""
+
+    instanceClass: str = Field("", pattern=r"^(db\.[a-z0-9]+\.[a-z0-9]+)?$",
+                               description="RDS instance class (default: db.t4g.medium laptop, db.m7g.large production)")
+    engineVersion: str = Field("17", pattern=r"^1[4-8](\.[0-9]+)?$", description="PostgreSQL major (or major.minor)")
+    storageGb: int = Field(50, ge=20, le=65536, description="allocated gp3 storage")
+    maxStorageGb: int = Field(200, ge=0, le=65536, description="storage autoscaling ceiling (0: off)")
+    multiAz: bool | None = Field(None, description="standby in a second zone (default: on in production)")
+    backupRetentionDays: int = Field(7, ge=1, le=35, description="automated backups and point-in-time recovery")
+
+
 class Endpoint(Strict):
     public: bool = True
     private: bool = True
@@ -208,6 +220,7 @@ class EksCluster(Strict):
     systemPool: EksSystemPool = EksSystemPool()
     gpuPools: tuple[EksGpuPool, ...] = Field((EksGpuPool(),), strict=False)
     bucketPrefix: str = Field("", pattern=_BUCKET_PREFIX, description="bucket name prefix (default cnai-<stack>)")
+    database: EksDatabase = EksDatabase()
 
 
 class GkeSystemPool(Pool):
@@ -234,6 +247,18 @@ class GkeNetwork(Strict):
     servicesRangeName: str = "services"
 
 
+class GkeDatabase(Strict):
+    """Cloud SQL for PostgreSQL (private IP), used when `cnai:layers.postgres.managed` is true."""
+
+    tier: str = Field("", pattern=r"^(db-[a-z0-9-]+)?$",
+                      description="machine tier (default: db-custom-1-3840 laptop, db-custom-2-7680 production)")
+    version: str = Field("POSTGRES_17", pattern=r"^POSTGRES_1[4-8]$", description="Cloud SQL database version")
+    diskSizeGb: int = Field(50, ge=10, le=65536, description="SSD size; grows automatically")
+    highAvailability: bool | None = Field(None, description="regional instance with a standby (default: on in production)")
+    backupRetentionDays: int = Field(7, ge=1, le=365, description="daily backups kept, with point-in-time recovery")
+    peeringCidrPrefix: int = Field(20, ge=16, le=24, description="size of the range reserved for Google services peering")
+
+
 class AuthorizedNetwork(Strict):
     cidr: Cidr
     name: str = ""
@@ -254,6 +279,7 @@ class GkeCluster(Strict):
     gpuPools: tuple[GkeGpuPool, ...] = Field((GkeGpuPool(),), strict=False)
     bucketPrefix: str = Field("", pattern=_BUCKET_PREFIX, description="bucket name prefix (default cnai-<stack>)")
     bucketLocation: str = Field("", description="GCS location (default: the region)")
+    database: GkeDatabase = GkeDatabase()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from addons import LAYERS
 from addons.base import Layer, LayerComponent, check_requirements, ordered, share_namespaces
 from modules import eks, existing, gke, kind
 from modules.config import ConfigError, PlatformSpec, parse_spec, read_config, spec_model
-from modules.cluster import Capabilities, WorkloadIdentity
+from modules.cluster import CLUSTER_VALUES, Capabilities, WorkloadIdentity
 from modules.versions import VERSIONS
 
 CLUSTERS = {"kind": kind, "existing": existing, "eks": eks, "gke": gke}
@@ -72,7 +72,8 @@ def build(spec: PlatformSpec | None = None) -> dict[str, Any]:
     _, planned = resolve(spec)
     cluster = CLUSTERS[spec.environment].create(spec, identities(spec))
     deployed: dict[str, LayerComponent] = {}
-    generated: dict[tuple[str, str], pulumi.Output[str]] = {}  # credentials, filled as layers deploy
+    # credentials, filled as layers deploy; the cluster's own deploy-time values first
+    generated: dict[tuple[str, str], pulumi.Output[str]] = {(CLUSTER_VALUES, k): v for k, v in cluster.provided.items()}
     namespaces: dict[str, pulumi.Resource] = {}  # created once, shared by the layers that live there
     for layer in planned:
         requires = [deployed[r] for r in layer.requires]

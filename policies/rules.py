@@ -292,13 +292,27 @@ def gpu_pools_tainted(rs):
             yield np.urn, f"GPU node pool {np.name} is not tainted"
 
 
+@rule("managed-databases-private", "RDS / Cloud SQL instances are private, encrypted and backed up, with TLS required on Cloud SQL.")
+def managed_databases_private(rs):
+    for db in of(rs, "aws:rds/instance:Instance"):
+        p = db.props
+        if p.get("publiclyAccessible") or not p.get("storageEncrypted") or not p.get("backupRetentionPeriod"):
+            yield db.urn, f"RDS instance {p.get('identifier')} is public, unencrypted or without automated backups"
+    for db in of(rs, "gcp:sql/databaseInstance:DatabaseInstance"):
+        s = db.props.get("settings") or {}
+        ip, backup = s.get("ipConfiguration") or {}, s.get("backupConfiguration") or {}
+        if ip.get("ipv4Enabled") is not False or ip.get("sslMode") != "ENCRYPTED_ONLY" or not backup.get("enabled"):
+            yield db.urn, f"Cloud SQL instance {db.props.get('name')} has a public IP, accepts plain connections or has no backups"
+
+
 @rule("stateful-protected", "Where the cluster is deletion-protected (production), stateful resources are protected too.")
 def stateful_protected(rs):
     clusters = of(rs, "aws:eks/cluster:Cluster", "gcp:container/cluster:Cluster")
     if not any(c.props.get("deletionProtection") for c in clusters):
         return
     stateful = ("aws:eks/cluster:Cluster", "gcp:container/cluster:Cluster", "aws:s3/bucket:Bucket",
-                "gcp:storage/bucket:Bucket", "aws:kms/key:Key", "kubernetes:postgresql.cnpg.io/v1:Cluster")
+                "gcp:storage/bucket:Bucket", "aws:kms/key:Key", "kubernetes:postgresql.cnpg.io/v1:Cluster",
+                "aws:rds/instance:Instance", "gcp:sql/databaseInstance:DatabaseInstance")
     for r in of(rs, *stateful):
         if not r.protect:
             yield r.urn, f"{r.type} {r.name} is not protected from deletion"

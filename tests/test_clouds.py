@@ -8,7 +8,7 @@ import pytest
 
 from modules.config import ConfigError
 from tests.conftest import evaluate, values_of
-from tools.harness import normalize, run
+from tools.harness import ACCOUNT, normalize, run
 
 
 def one(rec, type_, name):
@@ -88,7 +88,8 @@ def test_eks_spot_is_one_switch():
 def test_eks_buckets_are_encrypted_versioned_private_and_protected():
     rec = evaluate("eks")
     buckets = all_of(rec, "aws:s3/bucket:Bucket")
-    assert {b["bucket"] for b in buckets.values()} == {"cnai-eks-mlflow", "cnai-eks-feast", "cnai-eks-postgres-backups"}
+    # RDS backs itself up (the stack uses managed PostgreSQL): no backup bucket.
+    assert {b["bucket"] for b in buckets.values()} == {"cnai-eks-mlflow", "cnai-eks-feast"}
     assert all(b["forceDestroy"] is False for b in buckets.values())
     assert all(r.protect for r in rec.by_type("aws:s3/bucket:Bucket"))
     for name in buckets:
@@ -114,8 +115,9 @@ def test_eks_identities_are_scoped_to_each_layers_buckets():
         assert all(s["Resource"] != "*" or "autoscaling:SetDesiredCapacity" not in s["Action"] or "Condition" in s
                    for s in doc["Statement"])
     assoc = {(a["namespace"], a["serviceAccount"]) for a in all_of(rec, "aws:eks/podIdentityAssociation:PodIdentityAssociation").values()}
-    assert {("mlflow", "mlflow"), ("feast", "feast-platform"), ("postgres", "platform-db"),
+    assert {("mlflow", "mlflow"), ("feast", "feast-platform"),
             ("kserve-examples", "kserve-models"), ("team-research", "kserve-models")} <= assoc
+    assert ("postgres", "platform-db") not in assoc  # managed PostgreSQL: no in-cluster instances
 
 
 def test_eks_layers_use_pod_identity_not_keys():
@@ -229,6 +231,65 @@ def test_kueue_gpu_quota_counts_the_pools_maximum():
 
 # -- bad cloud configs -----------------------------------------------------------------------------
 
+# -- managed PostgreSQL ----------------------------------------------------------------------------
+
+def _managed_postgres_wiring(rec, address):
+    """No in-cluster PostgreSQL; consumers get the instance's address; a Job creates their roles."""
+    releases = {r.name for r in rec.by_type("kubernetes:helm.sh/v3:Release")}
+    assert not releases & {"postgres", "barman-cloud"}
+    assert not [o for o in rec.objects() if o["kind"] in ("Cluster", "Database", "ScheduledBackup")]
+    assert values_of(rec, "mlflow")["backendStore"]["postgres"]["host"] == address
+    objects = [normalize(o, reveal=True) for o in rec.objects()]
+    feast_env = next(o for o in objects if o["kind"] == "Secret" and o["metadata"]["name"] == "feast-env")
+    assert feast_env["stringData"]["POSTGRES_HOST"] == address
+    job = next(o for o in objects if o["kind"] == "Job" and o["metadata"]["namespace"] == "postgres")
+    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["ROLES"]["value"] == "feast mlflow" and env["PGSSLMODE"]["value"] == "require"
+    assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "platform-db-admin", "key": "password"}
+    assert env["PASSWORD_MLFLOW"]["valueFrom"]["secretKeyRef"] == {"name": "platform-db-mlflow", "key": "password"}
+    admin = next(o for o in objects if o["kind"] == "Secret" and o["metadata"]["name"] == "platform-db-admin")
+    assert admin["stringData"]["host"] == address and admin["stringData"]["username"] == "cnai_admin"
+    # the mlflow release waits for the roles Job (it requires the postgres layer)
+    assert any(job["metadata"]["name"] in w for w in rec.waits_for(rec.get("kubernetes:helm.sh/v3:Release", "mlflow")))
+
+
+def test_eks_managed_postgres_is_rds_private_encrypted_backed_up_and_protected():
+    rec = evaluate("eks")
+    db = one(rec, "aws:rds/instance:Instance", "postgres")
+    assert db["engine"] == "postgres" and db["storageEncrypted"] is True
+    assert db["kmsKeyId"] == f"arn:aws:kms:us-west-2:{ACCOUNT}:secrets"  # the cluster's KMS key
+    assert db["publiclyAccessible"] is False and db["multiAz"] is True and db["backupRetentionPeriod"] == 7
+    assert db["deletionProtection"] is True and db["skipFinalSnapshot"] is False and db["finalSnapshotIdentifier"]
+    assert rec.get("aws:rds/instance:Instance", "postgres").protect
+    assert db["password"] == "mockpwpostgresadmin" and db["username"] == "cnai_admin"
+    subnets = one(rec, "aws:rds/subnetGroup:SubnetGroup", "postgres")["subnetIds"]
+    assert subnets == [f"private-us-west-2{z}-id" for z in "abc"]
+    rule = one(rec, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "postgres-from-cluster")
+    assert (rule["fromPort"], rule["toPort"], rule["referencedSecurityGroupId"]) == (5432, 5432, "sg-0cluster")
+    assert "cidrIpv4" not in rule
+    _managed_postgres_wiring(rec, "cnai-eks-platform-db.c0mock.us-west-2.rds.amazonaws.com")
+
+
+def test_gke_managed_postgres_is_cloud_sql_on_a_private_ip():
+    rec = evaluate("gke", {"cnai:layers": {"postgres": {"managed": True}}})
+    db = one(rec, "gcp:sql/databaseInstance:DatabaseInstance", "postgres")
+    s = db["settings"]
+    assert s["ipConfiguration"] == {"ipv4Enabled": False, "privateNetwork": "network-id", "sslMode": "ENCRYPTED_ONLY"}
+    assert s["backupConfiguration"]["enabled"] and s["backupConfiguration"]["pointInTimeRecoveryEnabled"]
+    assert s["availabilityType"] == "REGIONAL" and s["deletionProtectionEnabled"] is True
+    assert s["edition"] == "ENTERPRISE" and s["tier"] == "db-custom-2-7680"
+    assert db["deletionProtection"] is True and rec.get("gcp:sql/databaseInstance:DatabaseInstance", "postgres").protect
+    peering = one(rec, "gcp:compute/globalAddress:GlobalAddress", "sql-peering")
+    assert peering["purpose"] == "VPC_PEERING" and peering["network"] == "network-id"
+    deps = rec.get("gcp:sql/databaseInstance:DatabaseInstance", "postgres").depends_on
+    assert any(d.endswith("gcp:servicenetworking/connection:Connection::sql-peering") for d in deps)
+    user = one(rec, "gcp:sql/user:User", "postgres-admin")
+    assert user["name"] == "cnai_admin" and user["password"] == "mockpwpostgresadmin"
+    # no backup bucket and no identity for in-cluster instances
+    assert "cnai-gke-postgres-backups" not in {b["name"] for b in all_of(rec, "gcp:storage/bucket:Bucket").values()}
+    _managed_postgres_wiring(rec, "10.100.0.3")
+
+
 EKS = {"region": "us-west-2", "availabilityZones": ["us-west-2a", "us-west-2b"]}
 GKE = {"project": "my-ml-project", "region": "europe-west4"}
 BAD = [
@@ -256,6 +317,13 @@ BAD = [
     ("gke", {"cnai:gke": {**GKE, "zones": ["us-central1-a"]}}, "cnai:gke.zones[0]", "not a zone of europe-west4"),
     ("gke", {"cnai:gpu": {"enabled": True, "sharing": {"mode": "mig"}}}, "cnai:gpu.sharing.mode",
      "needs cnai:gke.gpuDriver: operator"),
+    ("kind", {"cnai:layers": {"postgres": {"managed": True}}}, "cnai:layers.postgres.managed",
+     "offers no managed PostgreSQL"),
+    ("eks", {"cnai:layers": {"postgres": {"managed": True, "instances": 3}}}, "cnai:layers.postgres.instances",
+     "size the instance in cnai:eks.database"),
+    ("eks", {"cnai:eks": {**EKS, "database": {"instanceClass": "m6i.large"}}}, "cnai:eks.database.instanceClass",
+     ""),
+    ("gke", {"cnai:gke": {**GKE, "database": {"version": "MYSQL_8_0"}}}, "cnai:gke.database.version", ""),
 ]
 
 

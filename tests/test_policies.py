@@ -14,8 +14,8 @@ sys.path.insert(0, str(__import__("modules.versions", fromlist=["ROOT"]).ROOT / 
 from rules import RULES, Res, evaluate as run_rules  # noqa: E402
 
 
-def resources(stack: str) -> list[Res]:
-    rec = evaluate(stack)
+def resources(stack: str, overrides: dict | None = None) -> list[Res]:
+    rec = evaluate(stack, overrides)
     return [Res(type=r.type, name=r.name, urn=r.urn, props=normalize(r.inputs, reveal=True), protect=r.protect,
                 parent=r.parent, depends_on=list(r.depends_on)) for r in rec.registrations]
 
@@ -28,6 +28,11 @@ def test_at_least_fifteen_rules():
 def test_every_stack_complies(stack):
     violations = {name: v for name, v in run_rules(resources(stack)).items() if v}
     assert violations == {}
+
+
+def test_cloud_sql_graph_complies():
+    rs = resources("gke", {"cnai:layers": {"postgres": {"managed": True}}})
+    assert {name: v for name, v in run_rules(rs).items() if v} == {}
 
 
 def find(rs, type_, name=None, kind=None):
@@ -98,6 +103,10 @@ def _break_taint(rs):
     find(rs, "gcp:container/nodePool:NodePool", "gpu-gpu").props["nodeConfig"]["taints"] = []
 
 
+def _break_database(rs):
+    find(rs, "aws:rds/instance:Instance").props["publiclyAccessible"] = True
+
+
 def _break_protect(rs):
     find(rs, "aws:s3/bucket:Bucket").protect = False
 
@@ -119,6 +128,7 @@ BROKEN = {
     "cluster-secrets-encrypted": ("eks", _break_encryption),
     "private-nodes": ("eks", _break_private_nodes),
     "gpu-pools-tainted": ("gke", _break_taint),
+    "managed-databases-private": ("eks", _break_database),
     "stateful-protected": ("eks", _break_protect),
 }
 

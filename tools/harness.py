@@ -132,6 +132,9 @@ def _cloud_outputs(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
     if typ == "aws:eks/cluster:Cluster":
         out["endpoint"] = f"https://{name}.eks.example"
         out["certificateAuthority"] = {"data": "Q0EK"}
+        out["vpcConfig"] = {**inputs.get("vpcConfig", {}), "clusterSecurityGroupId": "sg-0cluster"}
+    if typ == "aws:rds/instance:Instance":
+        out["address"] = f"{inputs.get('identifier')}.c0mock.us-west-2.rds.amazonaws.com"
     if typ == "aws:eks/nodeGroup:NodeGroup":
         out["resources"] = [{"autoscalingGroups": [{"name": f"eks-{name}-asg"}]}]
     if typ == "aws:ec2/launchTemplate:LaunchTemplate":
@@ -139,6 +142,8 @@ def _cloud_outputs(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
     if typ == "gcp:container/cluster:Cluster":
         out["endpoint"] = "203.0.113.10"
         out["masterAuth"] = {"clusterCaCertificate": "Q0EK"}
+    if typ == "gcp:sql/databaseInstance:DatabaseInstance":
+        out["privateIpAddress"] = "10.100.0.3"
     if typ == "gcp:serviceaccount/account:Account":
         out["email"] = f"{inputs.get('accountId')}@{inputs.get('project', 'project')}.iam.gserviceaccount.com"
         out["name"] = f"projects/{inputs.get('project', 'project')}/serviceAccounts/{out['email']}"

@@ -14,6 +14,10 @@
   protected (and not force-destroyed) in production. Each such layer gets an IAM role allowed only
   on its buckets, associated with its ServiceAccounts through EKS Pod Identity: no static keys, and
   no annotations the layers need to know about.
+- RDS for PostgreSQL when the postgres layer asks for a managed database: private subnets only,
+  reachable from the cluster's security group alone, KMS-encrypted, automated backups with
+  point-in-time recovery, Multi-AZ and deletion protection (plus a final snapshot) in production.
+  The admin password is generated; the postgres layer creates the per-layer roles and databases.
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 import yaml
 
-from modules.cluster import GPU_RESOURCE, GPU_TAINT, Capabilities, CloudStorage, Cluster, WorkloadIdentity
+from modules.cluster import (GPU_RESOURCE, GPU_TAINT, PG_ADDRESS, PG_ADMIN_PASSWORD, PG_ADMIN_USER, Capabilities,
+                             CloudStorage, Cluster, WorkloadIdentity, wants_managed_postgres)
 from modules.config import ConfigError, EksGpuPool, PlatformSpec
 
 # NVIDIA GPUs per instance for the EC2 GPU instance types the platform accepts.
@@ -44,6 +50,7 @@ GPU_LABELS = {"nvidia.com/gpu.present": "true"}
 POOL_LABEL = "platform.cnai.dev/pool"
 STORAGE_CLASS = "gp3"
 ADMIN_POLICY = "arn:aws:iam::aws:policy/AmazonEKSClusterAdminPolicy"
+DB_CLASSES = {"laptop": "db.t4g.medium", "production": "db.m7g.large"}
 
 
 def bucket_prefix(spec: PlatformSpec) -> str:
@@ -111,6 +118,7 @@ def capabilities(spec: PlatformSpec, identities: tuple[WorkloadIdentity, ...] = 
         gpu_replicas=gpu.sharing.replicas,
         mig_strategy=gpu.sharing.migStrategy,
         mig_profile=gpu.sharing.migProfile,
+        managed_postgres="rds",
         gpu_toleration_injected=True,  # EKS runs the ExtendedResourceToleration admission plugin
         # Pod Identity: associations name the ServiceAccounts, so the accounts need no annotations.
         cloud_storage=CloudStorage(kind="s3", region=e.region,
@@ -346,6 +354,38 @@ class EksCluster(pulumi.ComponentResource):
                                                opts=opt(depends_on=[agent]))
             self.roles[ident.layer] = role
 
+        # -- managed PostgreSQL -----------------------------------------------------------------
+        self.provided: dict[str, Any] = {}
+        self.database: aws.rds.Instance | None = None
+        if wants_managed_postgres(spec):
+            d = e.database
+            admin = random.RandomPassword("postgres-admin", length=32, special=False, opts=child)
+            subnets = aws.rds.SubnetGroup("postgres", name=f"{e.name}-platform-db", subnet_ids=private_ids, tags=tags,
+                                          opts=child,
+                                          description=f"{e.name}: platform PostgreSQL (private subnets)")
+            sg = aws.ec2.SecurityGroup("postgres", vpc_id=e.network.vpcId or vpc.id, tags=tags, opts=child,
+                                       description=f"{e.name}: PostgreSQL from the cluster only")
+            # Managed node groups without their own security groups run in the cluster security group.
+            aws.vpc.SecurityGroupIngressRule(
+                "postgres-from-cluster", security_group_id=sg.id, ip_protocol="tcp", from_port=5432, to_port=5432,
+                referenced_security_group_id=self.cluster.vpc_config.cluster_security_group_id,
+                description="PostgreSQL from EKS nodes and pods", opts=child)
+            self.database = aws.rds.Instance(
+                "postgres", identifier=f"{e.name}-platform-db", engine="postgres", engine_version=d.engineVersion,
+                instance_class=d.instanceClass or DB_CLASSES[spec.profile],
+                allocated_storage=d.storageGb, max_allocated_storage=d.maxStorageGb or None, storage_type="gp3",
+                storage_encrypted=True, kms_key_id=self.key.arn,
+                db_subnet_group_name=subnets.name, vpc_security_group_ids=[sg.id], publicly_accessible=False,
+                username=PG_ADMIN_USER, password=admin.result,
+                multi_az=production if d.multiAz is None else d.multiAz,
+                backup_retention_period=d.backupRetentionDays, copy_tags_to_snapshot=True,
+                delete_automated_backups=not production, auto_minor_version_upgrade=True,
+                enabled_cloudwatch_logs_exports=["postgresql"],
+                deletion_protection=production, skip_final_snapshot=not production,
+                final_snapshot_identifier=f"{e.name}-platform-db-final" if production else None,
+                tags=tags, opts=stateful)
+            self.provided = {PG_ADDRESS: self.database.address, PG_ADMIN_PASSWORD: admin.result}
+
         # -- Kubernetes access ------------------------------------------------------------------
         self.kubeconfig = pulumi.Output.secret(pulumi.Output.all(
             self.cluster.name, self.cluster.endpoint, self.cluster.certificate_authority.apply(lambda ca: ca.data)
@@ -366,10 +406,13 @@ class EksCluster(pulumi.ComponentResource):
             "buckets": dict(names),
             "roles": {layer: role.arn for layer, role in self.roles.items()},
         }
+        if self.database:
+            self.outputs["database"] = self.database.address
         self.register_outputs({"name": e.name, "kubeconfig": self.kubeconfig, **self.outputs})
 
 
 def create(spec: PlatformSpec, identities: tuple[WorkloadIdentity, ...] = ()) -> Cluster:
     c = EksCluster(spec, identities)
     return Cluster(name=spec.eks.name, provider=c.provider, kubeconfig=c.kubeconfig,
-                   capabilities=capabilities(spec, identities), ready=c.ready, outputs=c.outputs)
+                   capabilities=capabilities(spec, identities), ready=c.ready, outputs=c.outputs,
+                   provided=c.provided)

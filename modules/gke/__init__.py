@@ -14,6 +14,10 @@
 - GCS buckets (uniform access, versioning, public access prevention, protected in production) and
   one Google service account per layer that uses buckets, bound to that layer's Kubernetes service
   accounts through Workload Identity and granted only on its buckets.
+- Cloud SQL for PostgreSQL when the postgres layer asks for a managed database: private IP only
+  (private services access peering with the VPC), TLS required, daily backups with point-in-time
+  recovery, a regional standby and deletion protection in production. The admin password is
+  generated; the postgres layer creates the per-layer roles and databases.
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ from typing import Any
 import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 import yaml
 
-from modules.cluster import GPU_RESOURCE, GPU_TAINT, Capabilities, CloudStorage, Cluster, WorkloadIdentity
+from modules.cluster import (GPU_RESOURCE, GPU_TAINT, PG_ADDRESS, PG_ADMIN_PASSWORD, PG_ADMIN_USER, Capabilities,
+                             CloudStorage, Cluster, WorkloadIdentity, wants_managed_postgres)
 from modules.config import ConfigError, PlatformSpec
 
 # Accelerator type -> machine families that carry it (GKE GPU platforms).
@@ -42,6 +48,7 @@ NO_GKE_DEVICE_PLUGIN = {"gke-no-default-nvidia-gpu-device-plugin": "true"}
 GKE_DRIVER_ROOT = "/home/kubernetes/bin/nvidia"
 STORAGE_CLASS = "standard-rwo"
 BUCKET_ROLES = {"rw": "roles/storage.objectUser", "ro": "roles/storage.objectViewer"}
+DB_TIERS = {"laptop": "db-custom-1-3840", "production": "db-custom-2-7680"}
 NODE_ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter", "roles/monitoring.viewer",
               "roles/artifactregistry.reader", "roles/autoscaling.metricsWriter")
 
@@ -126,6 +133,7 @@ def capabilities(spec: PlatformSpec, identities: tuple[WorkloadIdentity, ...] = 
         gpu_driver_root=GKE_DRIVER_ROOT if gke_driver else "",
         containerd_config_file=True,  # GKE >= 1.33: the toolkit must read containerd's config from file
         critical_pods_need_quota=True,
+        managed_postgres="cloudsql",
     )
 
 
@@ -261,6 +269,43 @@ class GkeCluster(pulumi.ComponentResource):
                     opts=opt(depends_on=[self.cluster]))  # the identity pool exists with the cluster
             self.accounts[ident.layer] = sa
 
+        # -- managed PostgreSQL -----------------------------------------------------------------
+        self.provided: dict[str, Any] = {}
+        self.database: gcp.sql.DatabaseInstance | None = None
+        if wants_managed_postgres(spec):
+            d = g.database
+            network_id = network if not isinstance(network, str) or "/" in network \
+                else f"projects/{g.project}/global/networks/{network}"
+            peering = gcp.compute.GlobalAddress(
+                "sql-peering", name=f"{g.name}-sql-peering", project=g.project, network=network_id,
+                purpose="VPC_PEERING", address_type="INTERNAL", prefix_length=d.peeringCidrPrefix, opts=child)
+            connection = gcp.servicenetworking.Connection(
+                "sql-peering", network=network_id, service="servicenetworking.googleapis.com",
+                reserved_peering_ranges=[peering.name], opts=child)
+            ha = production if d.highAvailability is None else d.highAvailability
+            self.database = gcp.sql.DatabaseInstance(
+                "postgres", name=f"{g.name}-platform-db", project=g.project, region=g.region,
+                database_version=d.version, deletion_protection=production,
+                settings={
+                    # New PostgreSQL 16+ instances default to Enterprise Plus, which rejects custom tiers.
+                    "edition": "ENTERPRISE", "tier": d.tier or DB_TIERS[spec.profile],
+                    "availability_type": "REGIONAL" if ha else "ZONAL",
+                    "disk_type": "PD_SSD", "disk_size": d.diskSizeGb, "disk_autoresize": True,
+                    "deletion_protection_enabled": production, "retain_backups_on_delete": production,
+                    "ip_configuration": {"ipv4_enabled": False, "private_network": network_id,
+                                         "ssl_mode": "ENCRYPTED_ONLY"},
+                    "backup_configuration": {"enabled": True, "point_in_time_recovery_enabled": True,
+                                             "backup_retention_settings": {"retained_backups": d.backupRetentionDays}},
+                    "user_labels": labels,
+                },
+                opts=pulumi.ResourceOptions.merge(stateful, pulumi.ResourceOptions(depends_on=[connection])))
+            admin = random.RandomPassword("postgres-admin", length=32, special=False, opts=child)
+            user = gcp.sql.User("postgres-admin", instance=self.database.name, project=g.project, name=PG_ADMIN_USER,
+                                password=admin.result, opts=child)
+            # The address is handed out only once the admin user exists.
+            self.provided = {PG_ADDRESS: pulumi.Output.all(self.database.private_ip_address, user.id).apply(lambda a: a[0]),
+                             PG_ADMIN_PASSWORD: admin.result}
+
         # -- Kubernetes access ------------------------------------------------------------------
         self.kubeconfig = pulumi.Output.secret(pulumi.Output.all(
             self.cluster.name, self.cluster.endpoint, self.cluster.master_auth.apply(lambda m: m.cluster_ca_certificate)
@@ -274,10 +319,13 @@ class GkeCluster(pulumi.ComponentResource):
             "buckets": dict(names),
             "serviceAccounts": {layer: sa.email for layer, sa in self.accounts.items()},
         }
+        if self.database:
+            self.outputs["database"] = self.database.private_ip_address
         self.register_outputs({"name": g.name, "kubeconfig": self.kubeconfig, **self.outputs})
 
 
 def create(spec: PlatformSpec, identities: tuple[WorkloadIdentity, ...] = ()) -> Cluster:
     c = GkeCluster(spec, identities)
     return Cluster(name=spec.gke.name, provider=c.provider, kubeconfig=c.kubeconfig,
-                   capabilities=capabilities(spec, identities), ready=c.ready, outputs=c.outputs)
+                   capabilities=capabilities(spec, identities), ready=c.ready, outputs=c.outputs,
+                   provided=c.provided)
