@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STACK ?= kind
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv test plan bench up destroy smoke facts check-facts clean
+.PHONY: help venv test plan bench up destroy smoke facts check-facts image-feast clean
 
 help:
 	@echo "make test                 create .venv, install, run the offline test suite"
@@ -15,6 +15,7 @@ help:
 	@echo "make up STACK=kind        real deploy with the Pulumi CLI (checks pulumi/kind/docker first)"
 	@echo "make smoke STACK=kind     smoke tests against the deployed cluster"
 	@echo "make destroy STACK=kind   tear the stack down"
+	@echo "make image-feast REGISTRY=ghcr.io/acme [PUSH=1]  Feast server with s3fs/gcsfs (cnai:layers.feast.image)"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -55,6 +56,13 @@ destroy:
 
 smoke: $(STAMP)
 	SMOKE_STACK=$(STACK) $(PY) -m pytest tests/smoke -v -rs
+
+FEAST_BASE = $(shell $(PY) -c 'from modules.versions import VERSIONS; print(VERSIONS.images["feast-feature-server"])' 2>/dev/null)
+image-feast: $(STAMP)
+	@test -n "$(REGISTRY)" || { echo "set REGISTRY, e.g. make image-feast REGISTRY=ghcr.io/acme"; exit 2; }
+	docker build images/feast --build-arg FEAST_IMAGE=$(FEAST_BASE) -t $(REGISTRY)/feast-feature-server:$(lastword $(subst :, ,$(FEAST_BASE)))-fsspec
+	$(if $(PUSH),docker push $(REGISTRY)/feast-feature-server:$(lastword $(subst :, ,$(FEAST_BASE)))-fsspec)
+	@echo "set cnai:layers.feast.image: $(REGISTRY)/feast-feature-server:$(lastword $(subst :, ,$(FEAST_BASE)))-fsspec"
 
 clean:
 	rm -rf $(VENV) .pytest_cache

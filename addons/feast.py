@@ -5,8 +5,12 @@ is applied server-side (its CRD is too large for client-side apply) into `feast-
 FeatureStore `platform` is wired to the platform:
 - registry: SQL registry in the platform's PostgreSQL (database `feast`);
 - online store: PostgreSQL (same database);
-- offline store: DuckDB, reading `s3://<feast bucket>/...` sources through the object store (endpoint
-  and generated keys on kind/existing; workload identity on the clouds).
+- offline store: the `dask` file store, which reads `s3://` / `gs://` sources through fsspec with
+  the standard credential chains (generated keys and endpoint on kind/existing, Pod Identity on EKS,
+  Workload Identity on GKE). The upstream image lacks s3fs/gcsfs: `image` names one built from
+  `images/feast` (`make image-feast`); without it offline sources must be local to the servers.
+  (DuckDB was dropped: its httpfs takes neither Pod Identity, Workload Identity nor path-style URLs
+  from the environment, so it reached no bucket.)
 Connection settings reach feature_store.yaml as `${VAR}` references resolved from an env Secret, so
 no password appears in the FeatureStore or the Deployment the operator renders.
 The FeatureStore starts from Feast's example repository (`feastProjectDir.init`), which the smoke
@@ -40,6 +44,9 @@ _ONLINE = ("host: ${POSTGRES_HOST}\nport: ${POSTGRES_PORT}\ndatabase: ${POSTGRES
 
 class FeastOptions(LayerOptions):
     ui: bool = Field(False, description="run the Feast web UI next to the servers")
+    image: str = Field("", pattern=r"^([^\s:@]+(:[\w][\w.-]{0,127})?(@sha256:[a-f0-9]{64})?)?$",
+                       description="feature server image with s3fs/gcsfs (built from images/feast) for offline "
+                                   "sources in the object store; default: the operator's upstream image")
 
 
 class Feast(Layer):
@@ -68,14 +75,14 @@ class Feast(Layer):
             "POSTGRES_USER": "feast", "POSTGRES_PASSWORD": pg.password("feast"),
             **store.env(),
         }
-        if store.endpoint:  # DuckDB's httpfs reads its S3 endpoint without a scheme
-            env.update({"DUCKDB_S3_ENDPOINT": store.host, "DUCKDB_S3_USE_SSL": "true" if store.tls else "false",
-                        "DUCKDB_S3_URL_STYLE": "path"})
         return env
 
     def _server(self) -> dict[str, Any]:
-        return {"envFrom": [{"secretRef": {"name": ENV_SECRET}}],
-                "resources": resources(*_SERVER[self.profile.name])}
+        server: dict[str, Any] = {"envFrom": [{"secretRef": {"name": ENV_SECRET}}],
+                                  "resources": resources(*_SERVER[self.profile.name])}
+        if self.options.image:
+            server["image"] = self.options.image
+        return server
 
     def objects(self) -> list[KubeObject]:
         ns, labels = self.namespace, dict(MANAGED_BY)
@@ -89,8 +96,10 @@ class Feast(Layer):
             "onlineStore": {
                 "persistence": {"store": {"type": "postgres", "secretRef": {"name": STORES_SECRET}}},
                 "server": self._server()},
-            "offlineStore": {"persistence": {"file": {"type": "duckdb"}}, "server": self._server()},
+            "offlineStore": {"persistence": {"file": {"type": "dask"}}, "server": self._server()},
         }
+        if self.options.image:  # the init containers (`feast init`, `feast apply`) too
+            services["initImage"] = self.options.image
         if self.options.ui:
             services["ui"] = self._server()
         store = self.peer("object-store").access(self.name)
@@ -127,7 +136,11 @@ class Feast(Layer):
         ns = self.namespace
         out = {"clientConfigMap": f"feast-{STORE}-client",
                 "onlineUrl": f"http://feast-{STORE}-online.{ns}.svc.cluster.local",
-                "registry": f"feast-{STORE}-registry.{ns}.svc.cluster.local:80"}
+                "registry": f"feast-{STORE}-registry.{ns}.svc.cluster.local:80",
+                "offlineBucket": self.peer("object-store").access(self.name).url("feast")}
+        endpoint = self.peer("object-store").access(self.name).endpoint
+        if endpoint:  # pyarrow (schema inference in `feast apply`) ignores AWS_ENDPOINT_URL
+            out["fileSourceS3EndpointOverride"] = endpoint
         if self.options.ui:
             out["ui"] = f"kubectl -n {ns} port-forward svc/feast-{STORE}-ui 8888:80, then http://localhost:8888"
         return out

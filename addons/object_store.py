@@ -77,7 +77,7 @@ class Access:
 
     @property
     def host(self) -> str | None:
-        """The endpoint as host:port (KServe's s3-endpoint annotation, DuckDB)."""
+        """The endpoint as host:port (KServe's s3-endpoint annotation)."""
         return self.endpoint.split("://", 1)[1] if self.endpoint else None
 
     @property

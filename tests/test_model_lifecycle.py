@@ -269,3 +269,42 @@ def test_mlflow_auth_keeps_users_in_postgres_and_the_example_logs_in():
     assert db["metadata"]["name"] == "platform-db-mlflow-auth-db"  # Kubernetes names have no underscore
     creds = secret_data(rec, "kserve-examples", "example-iris-mlflow")
     assert creds == {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": pw["mlflow-admin-password"]}
+
+
+def _feature_store(rec):
+    fs = rec.get("kubernetes:feast.dev/v1:FeatureStore", "featurestore-feast-platform")
+    return normalize(fs.inputs, reveal=True)["spec"]
+
+
+def test_feast_offline_store_reads_buckets_with_the_cloud_credential_chain():
+    """The dask file store reads s3:// and gs:// through fsspec, which takes static keys on kind and
+    Pod Identity / Workload Identity on the clouds; the image option puts s3fs/gcsfs on every server."""
+    spec = _feature_store(evaluate("kind"))
+    assert spec["services"]["offlineStore"]["persistence"] == {"file": {"type": "dask"}}
+    assert "initImage" not in spec["services"]  # default: the operator's upstream image
+    image = "registry.example/feast-feature-server:0.66.0-fsspec"
+    rec = evaluate("kind", {"cnai:layers": {"feast": {"image": image}}})
+    services = _feature_store(rec)["services"]
+    assert services["initImage"] == image
+    assert {services[s]["server"]["image"] for s in ("onlineStore", "offlineStore")} == {image}
+    assert services["registry"]["local"]["server"]["image"] == image
+    env = next(normalize(o, reveal=True) for o in rec.objects() if o["kind"] == "Secret"
+               and o["metadata"]["name"] == "feast-env")["stringData"]
+    assert env["AWS_ENDPOINT_URL"].startswith("http") and "AWS_SECRET_ACCESS_KEY" in env
+    assert not [k for k in env if k.startswith("DUCKDB_")]
+    outputs = rec.outputs["layer:feast"]
+    assert outputs["offlineBucket"] == "s3://feast" and outputs["fileSourceS3EndpointOverride"] == env["AWS_ENDPOINT_URL"]
+    eks = evaluate("eks")
+    env = next(normalize(o, reveal=True) for o in eks.objects() if o["kind"] == "Secret"
+               and o["metadata"]["name"] == "feast-env")["stringData"]
+    assert "AWS_SECRET_ACCESS_KEY" not in env and "AWS_ENDPOINT_URL" not in env  # Pod Identity
+    assert "fileSourceS3EndpointOverride" not in eks.outputs["layer:feast"]
+
+
+def test_feast_image_dockerfile_builds_on_the_pinned_upstream_image():
+    from modules.versions import ROOT, VERSIONS
+    text = (ROOT / "images" / "feast" / "Dockerfile").read_text()
+    assert "FROM ${FEAST_IMAGE}" in text and "s3fs==${v}" in text and "gcsfs==${v}" in text
+    make = (ROOT / "Makefile").read_text()
+    assert 'VERSIONS.images["feast-feature-server"]' in make
+    assert VERSIONS.images["feast-feature-server"].endswith(":" + VERSIONS.manifest("feast-operator").version)

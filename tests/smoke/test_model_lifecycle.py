@@ -379,11 +379,8 @@ def _online_value(result: dict[str, Any]) -> tuple[Any, str]:
     return values[0], statuses[0]
 
 
-def test_feast_materialize_and_serve_online(platform):
-    """Features flow from the offline source to online serving: the FeatureStore is Ready, `feast
-    apply` registers the example repository, `feast materialize-incremental` loads it into the online
-    store, and the online server returns a value for driver 1001."""
-    feast = platform.enabled_layer("feast")
+def _feast_server_pod(platform, feast) -> Any:
+    """The newest Ready pod of the FeatureStore's servers, once the FeatureStore is Ready."""
     from addons.feast import API, STORE
 
     ns = feast.namespace
@@ -415,7 +412,16 @@ def test_feast_materialize_and_serve_online(platform):
         return True, ready[-1].metadata.name
 
     platform.wait_until(pod_ready, f"a Ready pod of Deployment {ns}/{deployment}", diagnose=diagnose)
-    pod = holder["pod"]
+    return holder["pod"]
+
+
+def test_feast_materialize_and_serve_online(platform):
+    """Features flow from the offline source to online serving: the FeatureStore is Ready, `feast
+    apply` registers the example repository, `feast materialize-incremental` loads it into the online
+    store, and the online server returns a value for driver 1001."""
+    feast = platform.enabled_layer("feast")
+    ns = feast.namespace
+    pod = _feast_server_pod(platform, feast)
     name = pod.metadata.name
     step_timeout = min(platform.timeout, 600)
 
@@ -456,6 +462,51 @@ def test_feast_materialize_and_serve_online(platform):
         f"online feature {FEAST_FEATURE} for driver_id {FEAST_DRIVER} is null (status {status}) after "
         f"materialization: {json.dumps(r.get('response'))[:2000]}")
     assert status in ("PRESENT", "?"), f"online feature {FEAST_FEATURE} for driver {FEAST_DRIVER}: status {status}"
+
+
+# Run in the feature server's repository directory: copy the example data into the feast bucket,
+# register a feature view whose source is that object, and read it back through the offline store.
+FEAST_BUCKET_SCRIPT = """
+import sys
+from datetime import datetime, timedelta, timezone
+import fsspec, pandas as pd
+from feast import FeatureStore, FeatureView, Field, FileSource
+from feast.types import Float32
+bucket, endpoint = sys.argv[1], sys.argv[2] or None
+url = bucket + "/smoke/driver_stats.parquet"
+with open("data/driver_stats.parquet", "rb") as src, fsspec.open(url, "wb") as dst:
+    dst.write(src.read())
+store = FeatureStore(repo_path=".")
+source = FileSource(name="smoke_driver_stats_bucket", path=url, timestamp_field="event_timestamp",
+                    created_timestamp_column="created", s3_endpoint_override=endpoint)
+view = FeatureView(name="smoke_driver_stats_bucket", entities=[store.get_entity("driver")], ttl=timedelta(days=30),
+                   schema=[Field(name="conv_rate", dtype=Float32)], source=source)
+store.apply([source, view])
+entities = pd.DataFrame({"driver_id": [1001], "event_timestamp": [datetime.now(timezone.utc)]})
+df = store.get_historical_features(entities, ["smoke_driver_stats_bucket:conv_rate"]).to_df()
+value = df["conv_rate"].iloc[0]
+print("conv_rate", value)
+sys.exit(0 if pd.notna(value) else 3)
+"""
+
+
+def test_feast_offline_store_reads_the_bucket(platform):
+    """With the s3fs/gcsfs image (cnai:layers.feast.image), the offline store reads a source in the
+    feast bucket through the platform's credentials (generated keys on kind, workload identity on
+    the clouds)."""
+    feast = platform.enabled_layer("feast")
+    if not feast.options.image:
+        pytest.skip("cnai:layers.feast.image is not set: the upstream feature server has no s3fs/gcsfs "
+                    "(build one with `make image-feast`)")
+    ns = feast.namespace
+    pod = _feast_server_pod(platform, feast)
+    outputs = feast.outputs()
+    args = [outputs["offlineBucket"], outputs.get("fileSourceS3EndpointOverride", "")]
+    code, out = platform.exec(ns, pod.metadata.name, "offline", ["python3", "-c", FEAST_BUCKET_SCRIPT, *args],
+                              timeout=min(platform.timeout, 600))
+    assert code == 0, (f"offline read of {args[0]}/smoke/driver_stats.parquet from {ns}/{pod.metadata.name}: "
+                       f"exit {code}\n{out[-4000:]}")
+    assert "conv_rate" in out
 
 
 # ---------------------------------------------------------------------------------------------
