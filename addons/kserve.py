@@ -32,6 +32,7 @@ from modules.k8s import MANAGED_BY, PLATFORM_LABEL, edit_role, namespace, pod_se
 from modules.versions import VERSIONS
 
 SERVICE_ACCOUNT = "kserve-models"
+MLSERVER_METRICS_PORT = 8082
 S3_SECRET = "kserve-s3"
 EXAMPLE = "example-iris"
 EXAMPLE_NAMESPACE = "kserve-examples"
@@ -70,7 +71,7 @@ class KServe(Layer):
     component = "KServe"
     description = "Model serving: InferenceServices with runtimes for scikit-learn, MLflow, Hugging Face and more."
     requires = ("cert-manager",)
-    after = ("object-store", "mlflow", "teams")
+    after = ("object-store", "mlflow", "teams", "observability")
     buckets = {"mlflow": "ro"}
     extra_charts = ("kserve-crd", "kserve-resources", "kserve-runtime-configs", "knative-operator")
     Options = KServeOptions
@@ -164,6 +165,25 @@ class KServe(Layer):
         return {"kserve": {"servingruntime": {"enabled": True, "mlserver": {"image": image, "tag": tag}},
                            "llmisvcConfigs": {"enabled": False}}}
 
+    # -- metrics ---------------------------------------------------------------------------------
+    @property
+    def scraped(self) -> bool:
+        """Model servers are scraped when the observability layer runs. In Knative mode the
+        queue-proxy owns the pod's single port, so only Standard mode declares the metrics port."""
+        return "observability" in self.peers and not self.knative
+
+    @staticmethod
+    def _pod_monitor(ns: str) -> dict[str, Any]:
+        """Scrape the `metrics` port of every predictor in a serving namespace. KServe's runtimes
+        declare no container ports, so InferenceServices declare `metrics` (MLServer: 8082) themselves,
+        as the example does."""
+        return {"apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",
+                "metadata": {"name": "kserve-predictors", "namespace": ns, "labels": dict(MANAGED_BY)},
+                "spec": {"selector": {"matchLabels": {"component": "predictor"},
+                                      "matchExpressions": [{"key": "serving.kserve.io/inferenceservice",
+                                                            "operator": "Exists"}]},
+                         "podMetricsEndpoints": [{"port": "metrics", "path": "/metrics", "interval": "30s"}]}}
+
     # -- storage wiring --------------------------------------------------------------------------
     def _store(self):
         store = self.peers.get("object-store")
@@ -210,6 +230,8 @@ class KServe(Layer):
                                                                 **pod_security("restricted")})))
         for ns in self.serving_namespaces(self.spec):
             out += self._storage_objects(ns)
+            if self.scraped:
+                out.append(KubeObject(self._pod_monitor(ns), needs_after=True))
         if self.options.example:
             out += self._example()
         return out
@@ -262,6 +284,10 @@ class KServe(Layer):
                     "runtime": "kserve-mlserver",
                     "storageUri": store.url("mlflow", EXAMPLE_MODEL_PATH),
                     "resources": resources(*_PREDICTOR[self.profile.name]),
+                    # The first port is the one KServe's Service targets; MLServer serves metrics on 8082.
+                    **({"ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"},
+                                  {"name": "metrics", "containerPort": MLSERVER_METRICS_PORT, "protocol": "TCP"}]}
+                       if self.scraped else {}),
                 },
             }},
         }

@@ -41,6 +41,9 @@ class Mlflow(Layer):
     description = "MLflow tracking server and model registry on PostgreSQL, artifacts in the object store."
     chart = "mlflow"
     requires = ("postgres", "object-store")
+    # The chart renders its ServiceMonitor only when the Prometheus CRDs exist at install time.
+    after = ("observability",)
+    install_after = ("observability",)
     databases = ("mlflow",)
     buckets = {"mlflow": "rw"}
     Options = MlflowOptions
@@ -59,6 +62,12 @@ class Mlflow(Layer):
     def tracking_uri(self) -> str:
         return f"http://{RELEASE}.{self.namespace}.svc.cluster.local:{PORT}"
 
+    @property
+    def scraped(self) -> bool:
+        """Prometheus scrapes MLflow when the observability layer runs (not with auth: the chart's
+        ServiceMonitor cannot send credentials and /metrics is behind basic auth)."""
+        return "observability" in self.peers and not self.options.auth
+
     def credentials(self) -> list[str]:
         return ["flask-secret-key"] + (["admin-password"] if self.options.auth else [])
 
@@ -75,6 +84,8 @@ class Mlflow(Layer):
         # MLflow 3 rejects Host headers it does not know; list the service names clients use.
         hosts = [RELEASE, f"{RELEASE}.{ns}", f"{RELEASE}.{ns}.svc", f"{RELEASE}.{ns}.svc.cluster.local",
                  "localhost", "127.0.0.1"]
+        if self.scraped:  # Prometheus scrapes with the pod IP as Host
+            hosts += ["10.*", "172.*", "192.168.*"]
         allowed = sorted({h2 for h in hosts for h2 in (h, f"{h}:*")} | set(self.options.allowedHosts))
         values: dict[str, Any] = {
             "replicaCount": self.profile.replicas,
@@ -104,6 +115,12 @@ class Mlflow(Layer):
             if store.endpoint:
                 env["MLFLOW_S3_ENDPOINT_URL"] = store.endpoint
             values["extraEnvVars"] = env
+        if self.scraped:
+            # `--expose-prometheus` keeps multiprocess metrics in this directory (read-only root FS);
+            # the port targeted by name is the Service's (`useServicePort`), not the pod's.
+            values["serviceMonitor"] = {"enabled": True, "namespace": ns, "useServicePort": True}
+            values["extraVolumes"] = [{"name": "prometheus-metrics", "emptyDir": {}}]
+            values["extraVolumeMounts"] = [{"name": "prometheus-metrics", "mountPath": "/mlflow/metrics"}]
         if self.options.auth:
             values["auth"] = {
                 "enabled": True,

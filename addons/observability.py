@@ -9,6 +9,9 @@
 - Managed control planes (EKS, GKE) and kind do not expose etcd, scheduler, controller-manager or
   kube-proxy metrics to workloads, so those scrape targets are off everywhere.
 - The laptop profile keeps 1 day of metrics on a 5 GiB volume and no Alertmanager.
+- `otelCollector: true` adds an OpenTelemetry Collector (k8s distribution) as the cluster's OTLP
+  endpoint: metrics go to Prometheus's OTLP receiver (switched on with it); traces and logs reach
+  the collector's debug exporter only, as the platform runs no trace or log store.
 """
 
 from __future__ import annotations
@@ -18,19 +21,21 @@ from typing import Any
 
 from pydantic import Field
 
-from addons.base import Generated, KubeObject, Layer, Workload, resources
+from addons.base import Generated, KubeObject, Layer, Release, Workload, resources
 from modules.config import LayerOptions
 from modules.k8s import MANAGED_BY, secret
 
 RELEASE = "observability"
+OTEL_RELEASE = "otel-collector"  # also the collector's Service name (fullnameOverride)
+OTLP_GRPC, OTLP_HTTP = 4317, 4318
 ADMIN_SECRET = "grafana-admin"
 DASHBOARD_LABEL = "grafana_dashboard"
 
 _SIZES = {
     "laptop": {"prometheus": ("100m", "256Mi", "2Gi"), "operator": ("20m", "64Mi", "256Mi"),
-               "retention": "1d", "storage": "5Gi"},
+               "retention": "1d", "storage": "5Gi", "collector": ("50m", "128Mi", "256Mi")},
     "production": {"prometheus": ("500m", "2Gi", "8Gi"), "operator": ("100m", "128Mi", "512Mi"),
-                   "retention": "15d", "storage": "100Gi"},
+                   "retention": "15d", "storage": "100Gi", "collector": ("200m", "512Mi", "1Gi")},
 }
 
 
@@ -85,6 +90,14 @@ class ObservabilityOptions(LayerOptions):
     retention: str = Field("", pattern=r"^([0-9]+[hdwy])?$", description="metrics retention (default: 1d laptop, 15d production)")
     storageSize: str = Field("", description="Prometheus volume (default: 5Gi laptop, 100Gi production)")
     alertmanager: bool | None = Field(None, description="run Alertmanager (default: production only)")
+    otelCollector: bool = Field(False, description="run an OpenTelemetry Collector (OTLP in; metrics to Prometheus)")
+
+
+def chart_fullname(release: str, chart: str) -> str:
+    """kube-prometheus-stack's fullname helper: release-chart (or the release when it contains the
+    chart name), truncated to 26 characters; its Prometheus Service is `<fullname>-prometheus`."""
+    name = release if chart in release else f"{release}-{chart}"
+    return name[:26].rstrip("-")
 
 
 class Observability(Layer):
@@ -92,6 +105,7 @@ class Observability(Layer):
     component = "Observability"
     description = "Prometheus and Grafana with GPU, Kueue and platform dashboards; scrapes every ServiceMonitor."
     chart = "kube-prometheus-stack"
+    extra_charts = ("opentelemetry-collector",)
     Options = ObservabilityOptions
     default_namespace = "monitoring"
     pod_security = "privileged"
@@ -99,6 +113,53 @@ class Observability(Layer):
 
     def credentials(self) -> list[str]:
         return ["grafana-admin-password"]
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://{chart_fullname(RELEASE, self.chart)}-prometheus.{self.namespace}.svc.cluster.local:9090"
+
+    @property
+    def otlp_endpoint(self) -> str | None:
+        """Where workloads send OTLP (gRPC), when the collector runs."""
+        if not self.options.otelCollector:
+            return None
+        return f"http://{OTEL_RELEASE}.{self.namespace}.svc.cluster.local:{OTLP_GRPC}"
+
+    def releases(self) -> list[Release]:
+        out = [Release(self.chart, RELEASE, self.values())]
+        if self.options.otelCollector:
+            out.append(Release("opentelemetry-collector", OTEL_RELEASE, self._collector_values()))
+        return out
+
+    def _collector_values(self) -> dict[str, Any]:
+        size = _SIZES[self.profile.name]["collector"]
+        pipeline = lambda exporters: {"receivers": ["otlp"], "processors": ["memory_limiter", "batch"],  # noqa: E731
+                                      "exporters": exporters}
+        return {
+            "mode": "deployment",
+            "fullnameOverride": OTEL_RELEASE,
+            "replicaCount": self.profile.replicas,
+            # The k8s distribution: the receivers, processors and exporters meant for Kubernetes.
+            "image": {"repository": "otel/opentelemetry-collector-k8s"},
+            "command": {"name": "otelcol-k8s"},
+            "resources": resources(*size),
+            "podSecurityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                                "readOnlyRootFilesystem": True},
+            # Only OTLP in: no Jaeger/Zipkin listeners; the collector's own metrics via a ServiceMonitor.
+            "ports": {**{p: {"enabled": False} for p in ("jaeger-compact", "jaeger-thrift", "jaeger-grpc", "zipkin")},
+                      "metrics": {"enabled": True}},
+            "serviceMonitor": {"enabled": True},
+            "config": {
+                "exporters": {"otlp_http/prometheus": {
+                    "metrics_endpoint": f"{self.prometheus_url}/api/v1/otlp/v1/metrics", "tls": {"insecure": True}}},
+                "service": {"pipelines": {
+                    "metrics": pipeline(["otlp_http/prometheus"]),
+                    "traces": pipeline(["debug"]),
+                    "logs": pipeline(["debug"]),
+                }},
+            },
+        }
 
     def values(self) -> dict[str, Any]:
         size = _SIZES[self.profile.name]
@@ -126,6 +187,8 @@ class Observability(Layer):
                 "serviceMonitorSelectorNilUsesHelmValues": False,
                 "podMonitorSelectorNilUsesHelmValues": False,
                 "ruleSelectorNilUsesHelmValues": False,
+                # The collector writes metrics over OTLP (Prometheus 3's /api/v1/otlp).
+                "enableOTLPReceiver": self.options.otelCollector,
             }},
             "kubeControllerManager": {"enabled": False},
             "kubeScheduler": {"enabled": False},
@@ -146,9 +209,16 @@ class Observability(Layer):
 
     def workloads(self) -> list[Workload]:
         size = _SIZES[self.profile.name]
-        return [Workload("prometheus", *size["prometheus"][:2]), Workload("prometheus-operator", *size["operator"][:2]),
-                Workload("grafana", "0", "0")]  # subchart default: no requests
+        out = [Workload("prometheus", *size["prometheus"][:2]), Workload("prometheus-operator", *size["operator"][:2]),
+               Workload("grafana", "0", "0")]  # subchart default: no requests
+        if self.options.otelCollector:
+            out.append(Workload("otel-collector", *size["collector"][:2], self.profile.replicas))
+        return out
 
     def outputs(self) -> dict[str, Any]:
-        return {"grafana": f"kubectl -n {self.namespace} port-forward svc/{RELEASE}-grafana 3000:80, then "
-                           f"http://localhost:3000 (user admin, password in Secret {ADMIN_SECRET})"}
+        out = {"grafana": f"kubectl -n {self.namespace} port-forward svc/{RELEASE}-grafana 3000:80, then "
+                          f"http://localhost:3000 (user admin, password in Secret {ADMIN_SECRET})",
+               "prometheus": self.prometheus_url}
+        if self.otlp_endpoint:
+            out["otlpEndpoint"] = self.otlp_endpoint
+        return out

@@ -44,3 +44,51 @@ def test_grafana_admin_password_is_generated_and_secret():
     assert v["grafana"]["admin"]["existingSecret"] == "grafana-admin" and "adminPassword" not in v["grafana"]
     secret = rec.get("kubernetes:core/v1:Secret", "secret-monitoring-grafana-admin")
     assert normalize(secret.inputs)["stringData"] == "[secret]"
+
+
+def test_otel_collector_sends_metrics_to_prometheus_over_otlp():
+    rec = evaluate("existing")
+    prom = values_of(rec, "observability")["prometheus"]["prometheusSpec"]
+    assert prom["enableOTLPReceiver"] is True
+    v = values_of(rec, "otel-collector")
+    assert v["mode"] == "deployment" and v["image"]["repository"] == "otel/opentelemetry-collector-k8s"
+    assert v["command"]["name"] == "otelcol-k8s"
+    exporter = v["config"]["exporters"]["otlp_http/prometheus"]
+    assert exporter["metrics_endpoint"] == \
+        "http://observability-kube-prometh-prometheus.monitoring.svc.cluster.local:9090/api/v1/otlp/v1/metrics"
+    pipes = v["config"]["service"]["pipelines"]
+    assert pipes["metrics"]["exporters"] == ["otlp_http/prometheus"]
+    assert all(p["receivers"] == ["otlp"] for p in pipes.values())
+    assert v["serviceMonitor"]["enabled"] and v["ports"]["metrics"]["enabled"]  # the monitor needs the port
+    assert not any(v["ports"][p]["enabled"] for p in ("jaeger-compact", "jaeger-thrift", "jaeger-grpc", "zipkin"))
+    sc, psc = v["securityContext"], v["podSecurityContext"]
+    assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"] == {"drop": ["ALL"]}
+    assert psc["runAsNonRoot"] is True and psc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert rec.outputs["layer:observability"]["otlpEndpoint"] == \
+        "http://otel-collector.monitoring.svc.cluster.local:4317"
+    kind = evaluate("kind")
+    assert "otel-collector" not in {r.name for r in kind.by_type("kubernetes:helm.sh/v3:Release")}
+    assert values_of(kind, "observability")["prometheus"]["prometheusSpec"]["enableOTLPReceiver"] is False
+
+
+def test_mlflow_and_model_servers_are_scraped():
+    rec = evaluate("kind")
+    v = values_of(rec, "mlflow")
+    assert v["serviceMonitor"] == {"enabled": True, "namespace": "mlflow", "useServicePort": True}
+    assert {"name": "prometheus-metrics", "mountPath": "/mlflow/metrics"} in v["extraVolumeMounts"]
+    assert {"10.*", "10.*:*"} <= set(v["serverAllowedHosts"])  # Prometheus scrapes by pod IP
+    mlflow = rec.get("kubernetes:helm.sh/v3:Release", "mlflow")
+    assert "kubernetes:helm.sh/v3:Release::observability" in {rec.label(d) for d in mlflow.depends_on}
+    monitors = [o for o in rec.objects() if o["kind"] == "PodMonitor"]
+    assert {m["metadata"]["namespace"] for m in monitors} == {"kserve-examples", "team-research"}
+    assert all(m["spec"]["podMetricsEndpoints"][0]["port"] == "metrics" for m in monitors)
+    isvc = next(o for o in rec.objects() if o["kind"] == "InferenceService")
+    ports = isvc["spec"]["predictor"]["model"]["ports"]
+    assert ports[0]["containerPort"] == 8080 and {"name": "metrics", "containerPort": 8082, "protocol": "TCP"} in ports
+    # auth: the chart's ServiceMonitor cannot authenticate, so no scraping; without observability, none either
+    assert "serviceMonitor" not in values_of(evaluate("kind", {"cnai:layers": {"mlflow": {"auth": True}}}), "mlflow")
+    off = evaluate("kind", {"cnai:layers": {"observability": {"enabled": False}}})
+    assert "serviceMonitor" not in values_of(off, "mlflow")
+    assert not [o for o in off.objects() if o["kind"] == "PodMonitor"]
+    knative = evaluate("kind", {"cnai:layers": {"kserve": {"deploymentMode": "Knative"}}})
+    assert "ports" not in next(o for o in knative.objects() if o["kind"] == "InferenceService")["spec"]["predictor"]["model"]
