@@ -67,9 +67,12 @@ class Feast(Layer):
     def service_accounts(cls, spec: PlatformSpec) -> tuple[tuple[str, str], ...]:
         return ((cls.layer_namespace(spec), f"feast-{STORE}"),)  # the operator's name for the servers
 
+    def _store(self):
+        return self.peer("object-store").access(self.name)
+
     def _env(self) -> dict[str, Any]:
         pg = self.peer("postgres")
-        store = self.peer("object-store").access(self.name)
+        store = self._store()
         env: dict[str, Any] = {
             "POSTGRES_HOST": pg.host, "POSTGRES_PORT": str(pg.port), "POSTGRES_DB": "feast",
             "POSTGRES_USER": "feast", "POSTGRES_PASSWORD": pg.password("feast"),
@@ -102,7 +105,7 @@ class Feast(Layer):
             services["initImage"] = self.options.image
         if self.options.ui:
             services["ui"] = self._server()
-        store = self.peer("object-store").access(self.name)
+        store = self._store()
         meta: dict[str, Any] = {"name": STORE, "namespace": ns, "labels": labels}
         feature_store = {
             "apiVersion": API, "kind": "FeatureStore", "metadata": meta,
@@ -133,14 +136,13 @@ class Feast(Layer):
                          self.profile.replicas)]
 
     def outputs(self) -> dict[str, Any]:
-        ns = self.namespace
+        ns, store = self.namespace, self._store()
         out = {"clientConfigMap": f"feast-{STORE}-client",
                 "onlineUrl": f"http://feast-{STORE}-online.{ns}.svc.cluster.local",
                 "registry": f"feast-{STORE}-registry.{ns}.svc.cluster.local:80",
-                "offlineBucket": self.peer("object-store").access(self.name).url("feast")}
-        endpoint = self.peer("object-store").access(self.name).endpoint
-        if endpoint:  # pyarrow (schema inference in `feast apply`) ignores AWS_ENDPOINT_URL
-            out["fileSourceS3EndpointOverride"] = endpoint
+                "offlineBucket": store.url("feast")}
+        if store.endpoint:  # pyarrow (schema inference in `feast apply`) ignores AWS_ENDPOINT_URL
+            out["fileSourceS3EndpointOverride"] = store.endpoint
         if self.options.ui:
             out["ui"] = f"kubectl -n {ns} port-forward svc/feast-{STORE}-ui 8888:80, then http://localhost:8888"
         return out

@@ -207,7 +207,7 @@ class Postgres(Layer):
         out = [KubeObject(secret(self.secret_name(db), ns, {"username": db, "password": self.password(db)},
                                  "kubernetes.io/basic-auth")) for db in dbs]
         out.append(KubeObject(secret(ADMIN_SECRET, ns, {
-            "host": Generated(CLUSTER_VALUES, PG_ADDRESS, secret=False), "username": PG_ADMIN_USER,
+            "host": self.host, "username": PG_ADMIN_USER,
             "password": Generated(CLUSTER_VALUES, PG_ADMIN_PASSWORD)}, "kubernetes.io/basic-auth")))
         script = ROLES_SCRIPT.read_text()
         labels = dict(MANAGED_BY)

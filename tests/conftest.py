@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.harness import Recording, run, stacks
+from tools.harness import Recording, normalize, run, stacks
 
 UPSTREAM = Path(__file__).parent / "upstream"
 STACKS = stacks()
@@ -38,6 +38,13 @@ def values_of(rec: Recording, release: str) -> dict:
     from tools.harness import normalize
 
     return normalize(rec.get("kubernetes:helm.sh/v3:Release", release).inputs["values"], reveal=True)
+
+
+def secret_data(rec: Recording, namespace: str, name: str) -> dict:
+    """A Secret's data, after checking that it is a Pulumi secret as a whole."""
+    reg = rec.get("kubernetes:core/v1:Secret", f"secret-{namespace}-{name}")
+    assert normalize(reg.inputs)["stringData"] == "[secret]", f"{namespace}/{name} data is not a Pulumi secret"
+    return normalize(reg.inputs, reveal=True)["stringData"]
 
 
 def pytest_configure(config):

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from modules.config import ConfigError
-from tests.conftest import evaluate, values_of
+from tests.conftest import evaluate, secret_data, values_of
 from tools.harness import ACCOUNT, normalize, run
 
 
@@ -239,16 +239,15 @@ def _managed_postgres_wiring(rec, address):
     assert not releases & {"postgres", "barman-cloud"}
     assert not [o for o in rec.objects() if o["kind"] in ("Cluster", "Database", "ScheduledBackup")]
     assert values_of(rec, "mlflow")["backendStore"]["postgres"]["host"] == address
+    assert secret_data(rec, "feast", "feast-env")["POSTGRES_HOST"] == address
     objects = [normalize(o, reveal=True) for o in rec.objects()]
-    feast_env = next(o for o in objects if o["kind"] == "Secret" and o["metadata"]["name"] == "feast-env")
-    assert feast_env["stringData"]["POSTGRES_HOST"] == address
     job = next(o for o in objects if o["kind"] == "Job" and o["metadata"]["namespace"] == "postgres")
     env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["ROLES"]["value"] == "feast mlflow" and env["PGSSLMODE"]["value"] == "require"
     assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "platform-db-admin", "key": "password"}
     assert env["PASSWORD_MLFLOW"]["valueFrom"]["secretKeyRef"] == {"name": "platform-db-mlflow", "key": "password"}
-    admin = next(o for o in objects if o["kind"] == "Secret" and o["metadata"]["name"] == "platform-db-admin")
-    assert admin["stringData"]["host"] == address and admin["stringData"]["username"] == "cnai_admin"
+    admin = secret_data(rec, "postgres", "platform-db-admin")
+    assert admin["host"] == address and admin["username"] == "cnai_admin"
     # the mlflow release waits for the roles Job (it requires the postgres layer)
     assert any(job["metadata"]["name"] in w for w in rec.waits_for(rec.get("kubernetes:helm.sh/v3:Release", "mlflow")))
 

@@ -10,17 +10,11 @@ import yaml
 
 from modules.cluster import CloudStorage
 from modules.program import CLUSTERS, load_spec, resolve
-from tests.conftest import evaluate, values_of
+from tests.conftest import evaluate, secret_data, values_of
 from tools.harness import mock_password, normalize, stack_config
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 SECRET = "kubernetes:core/v1:Secret"
-
-
-def secret_data(rec, namespace: str, name: str) -> dict:
-    reg = rec.get(SECRET, f"secret-{namespace}-{name}")
-    assert normalize(reg.inputs)["stringData"] == "[secret]", f"{namespace}/{name} data is not a Pulumi secret"
-    return normalize(reg.inputs, reveal=True)["stringData"]
 
 
 def generated(rec) -> dict[str, str]:
@@ -288,15 +282,13 @@ def test_feast_offline_store_reads_buckets_with_the_cloud_credential_chain():
     assert services["initImage"] == image
     assert {services[s]["server"]["image"] for s in ("onlineStore", "offlineStore")} == {image}
     assert services["registry"]["local"]["server"]["image"] == image
-    env = next(normalize(o, reveal=True) for o in rec.objects() if o["kind"] == "Secret"
-               and o["metadata"]["name"] == "feast-env")["stringData"]
+    env = secret_data(rec, "feast", "feast-env")
     assert env["AWS_ENDPOINT_URL"].startswith("http") and "AWS_SECRET_ACCESS_KEY" in env
     assert not [k for k in env if k.startswith("DUCKDB_")]
     outputs = rec.outputs["layer:feast"]
     assert outputs["offlineBucket"] == "s3://feast" and outputs["fileSourceS3EndpointOverride"] == env["AWS_ENDPOINT_URL"]
     eks = evaluate("eks")
-    env = next(normalize(o, reveal=True) for o in eks.objects() if o["kind"] == "Secret"
-               and o["metadata"]["name"] == "feast-env")["stringData"]
+    env = secret_data(eks, "feast", "feast-env")
     assert "AWS_SECRET_ACCESS_KEY" not in env and "AWS_ENDPOINT_URL" not in env  # Pod Identity
     assert "fileSourceS3EndpointOverride" not in eks.outputs["layer:feast"]
 
