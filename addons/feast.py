@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import Field
 
 from addons.base import KubeObject, Layer, Workload, resources
-from modules.config import LayerOptions, PlatformSpec
+from modules.config import OPTIONAL_IMAGE_REF, LayerOptions, PlatformSpec
 from modules.k8s import MANAGED_BY, secret
 
 API = "feast.dev/v1"
@@ -44,9 +44,8 @@ _ONLINE = ("host: ${POSTGRES_HOST}\nport: ${POSTGRES_PORT}\ndatabase: ${POSTGRES
 
 class FeastOptions(LayerOptions):
     ui: bool = Field(False, description="run the Feast web UI next to the servers")
-    image: str = Field("", pattern=r"^([^\s:@]+(:[\w][\w.-]{0,127})?(@sha256:[a-f0-9]{64})?)?$",
-                       description="feature server image with s3fs/gcsfs (built from images/feast) for offline "
-                                   "sources in the object store; default: the operator's upstream image")
+    image: str = Field("", pattern=OPTIONAL_IMAGE_REF, description="feature server image with s3fs/gcsfs (built from images/feast) for offline "
+                                         "sources in the object store; default: the operator's upstream image")
 
 
 class Feast(Layer):

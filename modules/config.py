@@ -43,6 +43,12 @@ _PATTERN_HELP = {
 _CIDR = r"^([0-9]{1,3}\.){3}[0-9]{1,3}/[0-9]{1,2}$"
 _BUCKET_PREFIX = r"^([a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?)?$"
 Cidr = Annotated[str, Field(pattern=_CIDR)]
+# An image reference: name[:tag][@sha256:digest]
+IMAGE_REF = r"^[^\s:@]+(:[\w][\w.-]{0,127})?(@sha256:[a-f0-9]{64})?$"
+OPTIONAL_IMAGE_REF = f"^({IMAGE_REF[1:-1]})?$"
+_PATTERN_HELP[IMAGE_REF] = "must be an image reference such as registry/name:tag"
+_PATTERN_HELP[OPTIONAL_IMAGE_REF] = "must be empty or an image reference such as registry/name:tag"
+ImageRef = Annotated[str, Field(pattern=IMAGE_REF)]
 
 
 class ConfigError(Exception):
@@ -135,6 +141,8 @@ class KindCluster(Strict):
     kubeconfigPath: str = Field("", description="where kind writes the kubeconfig (default: kind's)")
     simulateGpus: bool = Field(False, description="CI without GPUs: the GPU worker advertises cnai:gpu.count fake "
                                "nvidia.com/gpu (no device) so GPU scheduling, quotas and profiles can be tested")
+    loadImages: list[ImageRef] = Field([], max_length=20, description="images built on this host (docker) to copy "
+                                       "into the nodes with `kind load docker-image` before any layer installs")
 
 
 class ExistingCluster(Strict):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from addons import LAYERS
+from modules.versions import ROOT
 from tools import ci
 from tools.harness import run
 
@@ -23,3 +26,18 @@ def test_layer_stack_is_valid_and_holds_only_what_the_layer_needs(layer):
     if layer in ci.GPU_SCHEDULING:  # GPU scheduling is tested on simulated GPUs
         assert rec.spec.kind.simulateGpus and rec.spec.gpu.enabled and "gpu-operator" not in enabled
         assert rec.get("command:local:Command", f"simulate-gpus-ci-{layer}-worker2")
+
+
+def test_kind_ci_builds_the_feast_image_that_make_builds_and_loads_it():
+    """The workflow builds images/feast with `make image-feast`, loads it into kind and points Feast
+    at it, so the bucket smoke test runs in CI instead of skipping."""
+    image = ci.feast_image("kind")
+    assert image == "localhost/cnai/feast-feature-server:0.66.0-fsspec"
+    dry = subprocess.run(["make", "-n", "image-feast", f"REGISTRY={ci.CI_REGISTRY}"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    assert f"-t {image}" in dry
+    rec = run("kind", {"cnai:kind": {"loadImages": [image]}, "cnai:layers": {"feast": {"image": image}}})
+    assert rec.get("command:local:Command", "kind-load-images")
+    assert ci.feast_image("eks") == ""  # cloud stacks pull from a registry
+    workflow = (ROOT / ".github" / "workflows" / "kind-stack.yaml").read_text()
+    assert "tools.ci feast-image" in workflow and "cnai:kind.loadImages[0]" in workflow

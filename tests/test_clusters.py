@@ -6,7 +6,10 @@ import re
 import shutil
 import subprocess
 
+import pytest
 import yaml
+
+from modules.config import ConfigError
 
 from modules.kind import HERE as KIND_DIR
 from tests.conftest import evaluate
@@ -90,3 +93,20 @@ def test_existing_cluster_adopts_a_kubeconfig_context():
     for reg in rec.registrations:
         if reg.type.startswith("kubernetes:") and reg.custom:
             assert reg.type == "pulumi:providers:kubernetes" or rec.layer_of(reg)
+
+
+def test_kind_load_images_reach_the_nodes_before_any_layer():
+    """A host-built image (CI's images/feast) is loaded into the cluster before layers install."""
+    image = "localhost/cnai/feast-feature-server:0.66.0-fsspec"
+    rec = evaluate("kind", {"cnai:kind": {"loadImages": [image]}})
+    load = rec.get(CMD, "kind-load-images")
+    assert load.inputs["create"] == f"kind load docker-image --name cnai {image}"
+    assert f"{CMD}::kind-cluster" in {rec.label(d) for d in load.depends_on}
+    for reg in rec.by_type("kubernetes:core/v1:Namespace"):
+        assert f"{CMD}::kind-load-images" in {rec.label(d) for d in reg.depends_on}
+    assert not [r for r in evaluate("kind").by_type(CMD) if r.name == "kind-load-images"]
+
+
+def test_kind_load_images_rejects_a_bad_reference():
+    with pytest.raises(ConfigError, match=r"^cnai:kind.loadImages\[0\]: must be an image reference"):
+        evaluate("kind", {"cnai:kind": {"loadImages": ["not an image"]}})

@@ -3,6 +3,7 @@
     python -m tools.ci layers            # JSON list for the workflow's matrix
     python -m tools.ci stack LAYER       # writes stacks/Pulumi.ci-LAYER.yaml, prints the stack name
     python -m tools.ci summary STACK     # markdown: requested resources per layer (job summary)
+    python -m tools.ci feast-image STACK # the images/feast tag to build and load, or nothing
 
 A layer's CI stack is the kind stack with only that layer, the layers it requires and `teams` (so
 per-team objects are exercised). Layers that schedule GPU work (kueue, jupyterhub, kserve, trainer)
@@ -23,6 +24,8 @@ from modules.versions import ROOT
 # GitHub-hosted runners cannot run these on kind: no node groups to scale.
 NOT_ON_KIND = {"cluster-autoscaler"}
 GPU_SCHEDULING = {"kueue", "jupyterhub", "kserve", "trainer"}
+# Host-built images are tagged here and copied into the kind nodes (cnai:kind.loadImages).
+CI_REGISTRY = "localhost/cnai"
 
 
 def layers() -> list[str]:
@@ -84,6 +87,22 @@ def summary(stack_name: str) -> str:
     return "\n".join(lines)
 
 
+def feast_image(stack_name: str) -> str:
+    """The images/feast tag (as `make image-feast REGISTRY=localhost/cnai` builds it) for a kind stack
+    that runs Feast on the upstream image, so CI exercises reading offline data from the bucket."""
+    from modules.program import load_spec
+    from modules.versions import VERSIONS
+    from tools.harness import stack_config as flat_config
+
+    flat, secrets = flat_config(stack_name)
+    spec = load_spec(flat, stack_name, secrets)
+    feast = spec.layer("feast")
+    if spec.environment != "kind" or not feast.enabled or feast.image:
+        return ""
+    tag = VERSIONS.images["feast-feature-server"].rsplit(":", 1)[1]
+    return f"{CI_REGISTRY}/feast-feature-server:{tag}-fsspec"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.ci")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -92,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("layer")
     m = sub.add_parser("summary")
     m.add_argument("stack")
+    f = sub.add_parser("feast-image")
+    f.add_argument("stack")
     args = ap.parse_args(argv)
     if args.cmd == "layers":
         print(json.dumps(layers()))
@@ -100,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"no kind CI job for layer {args.layer!r}; choose one of {', '.join(layers())}", file=sys.stderr)
             return 2
         print(stack(args.layer))
+    elif args.cmd == "feast-image":
+        print(feast_image(args.stack))
     else:
         print(summary(args.stack))
     return 0

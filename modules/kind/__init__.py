@@ -1,7 +1,7 @@
 """kind cluster module: a local Kubernetes cluster in Docker, created and deleted through the kind CLI.
 
 The kind config is generated: pinned node image (by digest) for the stack's Kubernetes version,
-CPU workers from the profile, and with `cnai:gpu.enabled` one GPU worker with nvkind-style device
+CPU workers from the profile, host images from `loadImages` loaded into the nodes, and with `cnai:gpu.enabled` one GPU worker with nvkind-style device
 passthrough (host `/dev/null` mounted at `/var/run/nvidia-container-devices/<index>`), labelled and
 tainted like a cloud GPU node, then set up inside by `gpu-node.sh`. `preflight.sh` checks the host.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -132,12 +133,23 @@ class KindCluster(pulumi.ComponentResource):
             triggers=[self.create.id],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.create], additional_secret_outputs=["stdout"]),
         )
-        self.gpu_setup: list[command.local.Command] = []
+        self.node_setup: list[command.local.Command] = []
+        if spec.kind.loadImages:
+            # Images built on this host (e.g. images/feast in CI) reach the nodes without a registry;
+            # layers wait for this through Cluster.ready.
+            images = " ".join(shlex.quote(i) for i in spec.kind.loadImages)
+            self.node_setup.append(command.local.Command(
+                "kind-load-images",
+                create=f"kind load docker-image --name {name} {images}",
+                interpreter=["/bin/bash", "-c"],
+                triggers=[self.create.id, images],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.create]),
+            ))
         node = worker_name(name, cpu_workers(spec) + 1)
         if spec.gpu.enabled and spec.kind.simulateGpus:
             # Node-level extended resource: the scheduler and Kueue see GPUs; no container gets a device.
             patch = json.dumps([{"op": "add", "path": "/status/capacity/nvidia.com~1gpu", "value": str(spec.gpu.count)}])
-            self.gpu_setup.append(command.local.Command(
+            self.node_setup.append(command.local.Command(
                 f"simulate-gpus-{node}",
                 create=("command -v kubectl >/dev/null || { echo 'simulateGpus needs kubectl on PATH' >&2; exit 1; }\n"
                         f"kind get kubeconfig --name {name} > \"$TMPDIR/kind-{name}.kubeconfig\"\n"
@@ -149,7 +161,7 @@ class KindCluster(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.create]),
             ))
         elif spec.gpu.enabled:
-            self.gpu_setup.append(command.local.Command(
+            self.node_setup.append(command.local.Command(
                 f"gpu-setup-{node}",
                 create=(HERE / "gpu-node.sh").read_text(),
                 environment={"NODE": node, "TOOLKIT_VERSION": VERSIONS.tools["nvidia-container-toolkit"],
@@ -169,5 +181,5 @@ class KindCluster(pulumi.ComponentResource):
 def create(spec: PlatformSpec, identities: tuple[WorkloadIdentity, ...] = ()) -> Cluster:
     kind = KindCluster(spec)
     return Cluster(name=spec.kind.clusterName, provider=kind.provider, kubeconfig=kind.kubeconfig,
-                   capabilities=capabilities(spec), ready=list(kind.gpu_setup),
+                   capabilities=capabilities(spec), ready=list(kind.node_setup),
                    outputs={"nodeImage": node_image(spec), "kindContext": f"kind-{spec.kind.clusterName}"})
