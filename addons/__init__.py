@@ -8,6 +8,7 @@ from addons.gpu_operator import GpuOperator
 from addons.jupyterhub import JupyterHub
 from addons.katib import Katib
 from addons.kserve import KServe
+from addons.kubeflow_platform import KubeflowPlatform
 from addons.kueue import Kueue
 from addons.mlflow import Mlflow
 from addons.object_store import ObjectStore
@@ -18,5 +19,5 @@ from addons.teams import Teams
 from addons.trainer import Trainer
 
 LAYERS: dict[str, type[Layer]] = {
-    cls.name: cls for cls in (CertManager, ClusterAutoscaler, GpuOperator, Kueue, ObjectStore, Postgres, Mlflow, KServe, Feast, JupyterHub, Trainer, Katib, Pipelines, Observability, Teams)
+    cls.name: cls for cls in (CertManager, ClusterAutoscaler, GpuOperator, Kueue, ObjectStore, Postgres, Mlflow, KServe, Feast, JupyterHub, Trainer, Katib, Pipelines, KubeflowPlatform, Observability, Teams)
 }

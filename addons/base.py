@@ -46,6 +46,9 @@ class Generated:
     secret: bool = True  # False only for values that are not credentials (a database address)
 
 
+BCRYPT = "#bcrypt"  # suffix: Generated(layer, "<credential>#bcrypt") is the credential's bcrypt hash
+
+
 @dataclass(frozen=True)
 class Template:
     """A string built from generated credentials: `fmt` with `${key}` fields (string.Template, so JSON and
@@ -124,6 +127,8 @@ class KubeObject:
     after_release: str | None = None  # created right after this release of the layer (before the next)
     ignore_changes: tuple[str, ...] = ()  # fields controllers own after creation (e.g. Kueue's suspend)
     wait_for: tuple[str, ...] = ()  # `ref`s of other objects of this layer created first (e.g. a seeding Job)
+    # A server-side apply patch of an object an upstream manifest owns (only the fields given).
+    patch: bool = False
 
     @property
     def ref(self) -> str:
@@ -200,6 +205,10 @@ class Layer:
     def releases(self) -> list[Release]:
         """Helm releases in install order; by default the layer's one `chart` with `values()`."""
         return [Release(self.chart, self.name, self.values())] if self.chart else []
+
+    def install_manifests(self) -> tuple[str, ...]:
+        """The `manifests` this cluster gets, in order (a layer may pick variants by capability)."""
+        return self.manifests
 
     def credentials(self) -> list[str]:
         """Names of credentials this layer generates (random, secret); others read them as Generated."""
@@ -309,6 +318,7 @@ class LayerComponent(pulumi.ComponentResource):
         for cred in layer.credentials():
             pw = random.RandomPassword(f"{layer.name}-{cred}", length=32, special=False, opts=child)
             generated[(layer.name, cred)] = pw.result
+            generated[(layer.name, cred + BCRYPT)] = pw.bcrypt_hash  # for services that take only a hash (Dex)
         for cred, value in layer.provided_credentials().items():
             generated[(layer.name, cred)] = pulumi.Output.secret(value)
 
@@ -326,7 +336,7 @@ class LayerComponent(pulumi.ComponentResource):
             manifest = _resolve(o.manifest, generated)
             res = kube.apply(manifest, pulumi.ResourceOptions.merge(
                 child, pulumi.ResourceOptions(depends_on=deps, protect=o.protect,
-                                              ignore_changes=list(o.ignore_changes) or None)))
+                                              ignore_changes=list(o.ignore_changes) or None)), patch=o.patch)
             if o.manifest["kind"] == "Namespace":
                 created[o.manifest["metadata"]["name"]] = res
             by_name[o.ref] = res
@@ -361,7 +371,7 @@ class LayerComponent(pulumi.ComponentResource):
             for o in objects:
                 if o.after_release == rel.name:
                     register(o, list(base) + installed)
-        for key in layer.manifests:
+        for key in layer.install_manifests():
             man = VERSIONS.manifest(key)
             man_opts = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=base + prereqs + installed))
             installed = [k8s.kustomize.v2.Directory(key, directory=man.url, opts=man_opts) if man.kustomize
@@ -439,5 +449,5 @@ def waves(spec: PlatformSpec, registry: dict[str, type[Layer]]) -> int:
     return max(depth.values(), default=0)
 
 
-__all__ = ["Layer", "LayerComponent", "KubeObject", "Workload", "Release", "Generated", "Template",
+__all__ = ["Layer", "LayerComponent", "KubeObject", "Workload", "Release", "Generated", "Template", "BCRYPT",
            "resources", "deep_merge"]

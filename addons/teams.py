@@ -6,6 +6,8 @@ Each team in `cnai:teams` gets namespace `team-<name>` (Pod Security `baseline`)
 - NetworkPolicies: deny all by default, then allow traffic inside the namespace, to and from the
   platform's namespaces, DNS, and (opt-in per team) egress to the internet;
 - a RoleBinding of the `edit` ClusterRole to the team's identity-provider group.
+With the kubeflow-platform layer the namespace is also labelled and annotated as a Kubeflow profile
+namespace (sidecar injection, PodDefaults, `owner`), so that layer's Profile adopts it.
 Other layers add their per-team objects (a Kueue LocalQueue, ...) ordered after this layer.
 """
 
@@ -15,6 +17,7 @@ from typing import Any
 
 from addons.base import KubeObject, Layer
 from addons.katib import INJECTION_LABEL
+from addons.kubeflow_platform import PROFILE_LABELS
 from addons.kueue import LOCAL_QUEUE, QUEUE_NS_LABEL
 from modules.cluster import GPU_RESOURCE, Capabilities
 from modules.config import ConfigError, PlatformSpec
@@ -46,11 +49,18 @@ class Teams(Layer):
         return out
 
     def _namespace_labels(self) -> dict[str, str]:
-        """Labels other layers need on team namespaces (Kueue admits from them; Katib injects its collector)."""
+        """Labels other layers need on team namespaces (Kueue admits from them; Katib injects its collector;
+        with the Kubeflow platform, pods get Istio sidecars and PodDefaults as in a profile namespace)."""
         labels = {INJECTION_LABEL: "enabled"} if "katib" in self.peers else {}
         if "kueue" in self.peers:
             labels[QUEUE_NS_LABEL] = LOCAL_QUEUE  # may submit to the platform ClusterQueue
+        if "kubeflow-platform" in self.peers:
+            labels.update(PROFILE_LABELS)
         return labels
+
+    def _namespace_annotations(self, team) -> dict[str, str] | None:
+        # The profile controller adopts an existing namespace only if this names the profile's owner.
+        return {"owner": team.owner.lower()} if "kubeflow-platform" in self.peers else None
 
     def team_objects(self, team) -> list[dict[str, Any]]:
         ns = team.namespace
@@ -64,7 +74,8 @@ class Teams(Layer):
                 "pods": str(q.pods), "requests.storage": q.storage, f"requests.{GPU_RESOURCE}": str(q.gpu)}
         p = self.profile
         objs: list[dict[str, Any]] = [
-            namespace(ns, {TEAM_LABEL: team.name, **pod_security("baseline"), **self._namespace_labels()}),
+            namespace(ns, {TEAM_LABEL: team.name, **pod_security("baseline"), **self._namespace_labels()},
+                      self._namespace_annotations(team)),
             {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": meta("team-quota"), "spec": {"hard": hard}},
             {"apiVersion": "v1", "kind": "LimitRange", "metadata": meta("container-defaults"),
              "spec": {"limits": [{"type": "Container", "defaultRequest": dict(p.container_request),

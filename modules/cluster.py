@@ -93,6 +93,9 @@ class Capabilities:
     # postgres layer asks for it (`managed: true`); its address and admin password reach the layer
     # as `Generated(CLUSTER_VALUES, ...)` values (see `Cluster.provided`).
     managed_postgres: str = ""
+    # Where nodes keep CNI plugins: GKE mounts /opt/cni/bin read-only and uses /home/kubernetes/bin
+    # (the kubeflow-platform layer installs Istio CNI there).
+    cni_bin_dir: str = "/opt/cni/bin"
 
     @property
     def gpus(self) -> int:

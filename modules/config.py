@@ -116,9 +116,20 @@ class TeamQuota(Strict):
     storage: Quantity = "100Gi"
 
 
+_EMAIL = r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$"
+_OPTIONAL_EMAIL = f"^({_EMAIL[1:-1]})?$"
+_PATTERN_HELP[_EMAIL] = "must be an email address such as alice@example.com"
+_PATTERN_HELP[_OPTIONAL_EMAIL] = "must be empty or an email address such as alice@example.com"
+Email = Annotated[str, Field(pattern=_EMAIL, max_length=254)]
+
+
 class Team(Strict):
     name: str = Field(pattern=_DNS_LABEL.pattern, max_length=50)
     group: str = Field("", description="identity-provider group bound to the team namespace (default: team name)")
+    owner: str = Field("", pattern=_OPTIONAL_EMAIL, max_length=254,
+                       description="email of the team's Kubeflow profile owner (kubeflow-platform layer)")
+    members: tuple[Email, ...] = Field((), strict=False, max_length=500,
+                                       description="emails of the profile's contributors (kubeflow-platform layer)")
     quota: TeamQuota = TeamQuota()
     allowInternetEgress: bool = False
 
@@ -146,6 +157,8 @@ class KindCluster(Strict):
 
 
 class ExistingCluster(Strict):
+    cniBinDir: Literal["/opt/cni/bin", "/home/kubernetes/bin"] = Field(
+        "/opt/cni/bin", description="where nodes keep CNI plugins (GKE: /home/kubernetes/bin); Istio CNI installs there")
     kubeconfig: str = Field("~/.kube/config", min_length=1, description="path to the kubeconfig file")
     context: str = ""
     storageClass: str = Field("standard", pattern=_DNS_SUBDOMAIN)

@@ -27,6 +27,8 @@ _TYPED = {
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): k8s.rbac.v1.RoleBinding,
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): k8s.rbac.v1.ClusterRole,
 }
+# Server-side apply patches of objects another tool owns (an upstream manifest's Deployment).
+_PATCHES = {("apps/v1", "Deployment"): k8s.apps.v1.DeploymentPatch}
 _SNAKE = {"roleRef": "role_ref", "aggregationRule": "aggregation_rule", "stringData": "string_data", "automountServiceAccountToken":
           "automount_service_account_token", "imagePullSecrets": "image_pull_secrets"}
 
@@ -50,18 +52,23 @@ def resource_name(manifest: dict[str, Any]) -> str:
     return "-".join(p for p in parts if p)
 
 
-def apply(manifest: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
-    """Register one Kubernetes object: typed class for built-in kinds, CustomObject otherwise."""
-    cls = _TYPED.get((manifest["apiVersion"], manifest["kind"]))
-    name = resource_name(manifest)
+def apply(manifest: dict[str, Any], opts: pulumi.ResourceOptions, patch: bool = False) -> pulumi.CustomResource:
+    """Register one Kubernetes object: typed class for built-in kinds, CustomObject otherwise; with
+    `patch`, a server-side apply patch of just the fields given."""
+    key = (manifest["apiVersion"], manifest["kind"])
+    cls = _PATCHES[key] if patch else _TYPED.get(key)
+    name = resource_name(manifest) + ("-patch" if patch else "")
     if cls is None:
         return CustomObject(name, manifest, opts)
     args = {_SNAKE.get(k, k): v for k, v in manifest.items() if k not in ("apiVersion", "kind")}
     return cls(name, opts=opts, **args)
 
 
-def namespace(name: str, labels: dict[str, str]) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {**MANAGED_BY, **labels}}}
+def namespace(name: str, labels: dict[str, str], annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "labels": {**MANAGED_BY, **labels}}
+    if annotations:
+        meta["annotations"] = annotations
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
 
 
 def secret(name: str, namespace: str, data: dict[str, Any], type_: str = "Opaque",

@@ -218,7 +218,8 @@ def test_gke_buckets_and_workload_identity_bindings():
 
 def test_cloud_stacks_run_the_same_layers_as_kind():
     kind = set(evaluate("kind").spec.enabled_layers())
-    assert set(evaluate("gke").spec.enabled_layers()) == kind
+    # The optional Kubeflow platform is on in the gke example (Istio with GKE's CNI path), off on kind.
+    assert set(evaluate("gke").spec.enabled_layers()) - {"kubeflow-platform"} == kind
     assert set(evaluate("eks").spec.enabled_layers()) - {"cluster-autoscaler"} == kind
 
 

@@ -54,7 +54,8 @@ def test_local_kustomizations_pin_the_versions_table():
         if not man.kustomize or man.url.startswith("http"):
             continue
         doc = yaml.safe_load((ROOT / man.url / "kustomization.yaml").read_text())
-        refs = [re.search(r"\?ref=(.+)$", r).group(1) for r in doc["resources"] if "ref=" in r]
+        remote = [r for r in doc.get("resources", []) + doc.get("components", []) if "ref=" in r]
+        refs = [re.search(r"\?ref=(.+)$", r).group(1) for r in remote]
         assert refs and all(ref == man.version for ref in refs), f"{man.url}: refs {refs} != {man.version}"
 
 

@@ -204,14 +204,17 @@ def test_every_team_gets_the_same_objects_from_every_layer():
     for o in rec.objects():
         ns = o["metadata"].get("namespace", "")
         if ns.startswith("team-"):
-            # a per-team choice (cnai:teams[].allowInternetEgress), and examples placed in the first team
-            if o["metadata"]["name"] != "allow-internet-egress" and not o["metadata"]["name"].startswith("example-"):
+            # per-team choices (cnai:teams[].allowInternetEgress, a contributor binding per member), and
+            # examples placed in the first team
+            name = o["metadata"]["name"]
+            if name != "allow-internet-egress" and not name.startswith(("example-", "user-")):
                 by_ns.setdefault(ns, set()).add((o["kind"], o["metadata"]["name"], o["apiVersion"]))
     assert len(by_ns) == 2
     first, second = by_ns.values()
     assert first == second
     kinds = {k for k, _, _ in first}
-    assert {"ResourceQuota", "LimitRange", "NetworkPolicy", "RoleBinding", "LocalQueue", "ServiceAccount"} <= kinds
+    assert {"ResourceQuota", "LimitRange", "NetworkPolicy", "RoleBinding", "LocalQueue", "ServiceAccount",
+            "AuthorizationPolicy"} <= kinds
 
 
 def test_team_members_may_manage_inference_services():

@@ -11,7 +11,7 @@ import yaml
 from modules.cluster import CloudStorage
 from modules.program import CLUSTERS, load_spec, resolve
 from tests.conftest import evaluate, secret_data, values_of
-from tools.harness import mock_password, normalize, stack_config
+from tools.harness import mock_bcrypt, mock_password, normalize, stack_config
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 SECRET = "kubernetes:core/v1:Secret"
@@ -29,9 +29,15 @@ def test_generated_credentials_never_appear_in_plaintext(recording):
     masked = json.dumps([normalize(r.inputs) for r in recording.registrations] + [normalize(recording.outputs)])
     leaked = [name for name, pw in passwords.items() if pw in masked]
     assert not leaked, f"generated credentials visible outside secrets: {leaked}"
-    # ... and they do reach the objects that need them.
+    # ... and they do reach the objects that need them; a Kubeflow user's password goes to its owner
+    # (a secret stack output) and Dex gets only its bcrypt hash.
     revealed = json.dumps([normalize(r.inputs, reveal=True) for r in recording.registrations])
-    assert all(pw in revealed for pw in passwords.values())
+    for name, pw in passwords.items():
+        if name.startswith("kubeflow-platform-user-"):
+            assert mock_bcrypt(name) in revealed and pw not in revealed
+            assert pw in json.dumps(normalize(recording.outputs, reveal=True))
+        else:
+            assert pw in revealed, name
 
 
 def test_consumers_get_the_credentials_their_provider_generated():

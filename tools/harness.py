@@ -88,13 +88,17 @@ class Recording:
         return None
 
     def objects(self) -> list[dict[str, Any]]:
-        """Manifests of every Kubernetes object the program creates directly (not Helm releases)."""
+        """Manifests of every Kubernetes object the program creates directly (not Helm releases, not
+        server-side apply patches of objects an upstream manifest owns: see `patches()`)."""
         out = []
         for r in self.registrations:
             if r.custom and r.type.startswith("kubernetes:") and "apiVersion" in r.inputs and "kind" in r.inputs \
-                    and not r.type.startswith("kubernetes:helm.sh/"):
+                    and not r.type.startswith("kubernetes:helm.sh/") and not r.type.endswith("Patch"):
                 out.append(r.inputs)
         return out
+
+    def patches(self) -> list[Registration]:
+        return [r for r in self.registrations if r.custom and r.type.startswith("kubernetes:") and r.type.endswith("Patch")]
 
 
 def normalize(value: Any, reveal: bool = False) -> Any:
@@ -112,6 +116,11 @@ def normalize(value: Any, reveal: bool = False) -> Any:
 
 def mock_password(name: str) -> str:
     return f"mockpw{name.replace('-', '')}"
+
+
+def mock_bcrypt(name: str) -> str:
+    """The mock engine's bcrypt hash of mock_password(name) (shape only)."""
+    return f"$2a$10$mockhash{name.replace('-', '')}"
 
 
 ACCOUNT = "123456789012"
@@ -159,6 +168,7 @@ class _Mocks(pulumi.runtime.Mocks):
         if args.typ == "random:index/randomPassword:RandomPassword":
             # A recognisable value, so tests can prove it never appears outside a secret.
             outputs["result"] = mock_password(args.name)
+            outputs["bcryptHash"] = mock_bcrypt(args.name)
         if args.typ.startswith(("aws:", "gcp:")):
             outputs.update(_cloud_outputs(args))
         if args.typ == "kubernetes:helm.sh/v3:Release":

@@ -71,7 +71,7 @@ def plan(stack: str) -> dict[str, Any]:
             "sources": [{"release": r.name, "repo": r.source.repo, "chart": r.source.chart,
                          "version": r.source.version} for r in layer.releases()]
             + [{"manifest": key, "url": VERSIONS.manifest(key).url, "version": VERSIONS.manifest(key).version}
-               for key in layer.manifests],
+               for key in layer.install_manifests()],
         } for layer in layers],
         "waves": waves(spec, LAYERS),
         "requests": footprint(layers),

@@ -115,8 +115,8 @@ def build(upstreams: list[Path], extra_subcharts: dict[str, dict[str, Path]],
     index: dict[str, Any] = {}
     for upstream in reversed(upstreams):
         data = json.loads((upstream / "crds" / "index.json").read_text())["groups"]
-        for group, kinds in data.items():
-            index[group] = {k: {**v, "root": upstream} for k, v in kinds.items()}
+        for group, kinds in data.items():  # per kind: the first copy that has it wins
+            index.setdefault(group, {}).update({k: {**v, "root": upstream} for k, v in kinds.items()})
     for key, src in sorted(VERSIONS.charts.items()):
         found = [u / "charts" / key / src.version for u in upstreams if (u / "charts" / key / src.version).exists()]
         if not found:
@@ -134,7 +134,10 @@ def build(upstreams: list[Path], extra_subcharts: dict[str, dict[str, Path]],
     sources = sorted([*VERSIONS.charts.items(), *VERSIONS.manifests.items()])
     for key, src in sources:
         for entry in src.crd_groups:
-            group, _, only = entry.partition("/")  # "group" or "group/Kind" (groups several projects share)
+            # "group", or "group/Kind" (groups several projects share), optionally "@tag" when the CRD
+            # comes from a component release other than the source's own version.
+            entry, _, tag = entry.partition("@")
+            group, _, only = entry.partition("/")
             if group not in index:
                 if complete:
                     raise SystemExit(f"no upstream CRDs of group {group} ({key})")
@@ -142,8 +145,9 @@ def build(upstreams: list[Path], extra_subcharts: dict[str, dict[str, Path]],
             for kind, crd in sorted(index[group].items()):
                 if only and kind != only:
                     continue
-                if not crd["tag"].endswith(src.version.lstrip("v")):
-                    raise SystemExit(f"{group}/{kind}: CRD copy is from {crd['tag']}, chart pinned at {src.version}")
+                pinned = tag or src.version
+                if not crd["tag"].endswith(pinned.lstrip("v")):
+                    raise SystemExit(f"{group}/{kind}: CRD copy is from {crd['tag']}, pinned at {pinned}")
                 for version, meta in sorted(crd["versions"].items()):
                     if not meta.get("served"):
                         continue

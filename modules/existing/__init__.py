@@ -33,6 +33,7 @@ def capabilities(spec: PlatformSpec, identities: tuple[WorkloadIdentity, ...] = 
         mig_strategy=gpu.sharing.migStrategy,
         mig_profile=gpu.sharing.migProfile,
         gpu_toleration_injected=e.gpuTolerationInjected,
+        cni_bin_dir=e.cniBinDir,
     )
 
 

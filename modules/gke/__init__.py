@@ -133,6 +133,7 @@ def capabilities(spec: PlatformSpec, identities: tuple[WorkloadIdentity, ...] = 
         gpu_driver_root=GKE_DRIVER_ROOT if gke_driver else "",
         containerd_config_file=True,  # GKE >= 1.33: the toolkit must read containerd's config from file
         critical_pods_need_quota=True,
+        cni_bin_dir="/home/kubernetes/bin",  # GKE mounts /opt/cni/bin read-only
         managed_postgres="cloudsql",
     )
 

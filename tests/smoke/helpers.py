@@ -78,3 +78,29 @@ def client_result(output: str, what: str) -> Any:
         return json.loads(lines[-1])
     except ValueError:
         pytest.fail(f"{what}: result is not JSON: {lines[-1][:1000]}", pytrace=False)
+
+
+def run_job(platform, jobs, namespace: str, manifest: dict[str, Any], what: str,
+            timeout: float | None = None) -> str:
+    """Create the Job, wait until it completes (fail at once if it fails), return its successful pod's logs."""
+    job = jobs(namespace, manifest)
+    name = job.metadata.name
+
+    def diagnose() -> str:
+        return (f"events for Job {name}:\n{platform.events(namespace, name)}\n"
+                f"{platform.pods_report(namespace, f'job-name={name}', tail=60)}")
+
+    def finished():
+        j = platform.batch.read_namespaced_job(name, namespace, _request_timeout=30)
+        cond = {c.type: c for c in (j.status.conditions or []) if c.status == "True"}
+        if "Failed" in cond:
+            pytest.fail(f"{what}: Job {namespace}/{name} failed ({cond['Failed'].reason}: {cond['Failed'].message})\n"
+                        f"{diagnose()}", pytrace=False)
+        return "Complete" in cond, f"active={j.status.active} succeeded={j.status.succeeded} failed={j.status.failed}"
+
+    platform.wait_until(finished, f"{what} (Job {namespace}/{name})", timeout=timeout, interval=3,
+                        diagnose=diagnose)
+    pods = platform.core.list_namespaced_pod(namespace, label_selector=f"job-name={name}", _request_timeout=30).items
+    done = [p for p in pods if p.status.phase == "Succeeded"]
+    assert done, f"{what}: Job {namespace}/{name} completed but no Succeeded pod is left to read"
+    return platform.pod_logs(namespace, done[-1].metadata.name, tail=500)

@@ -124,7 +124,7 @@ def test_layer_pods_ready(platform, name):
 
     def check():
         pods = platform.core.list_namespaced_pod(ns, _request_timeout=30).items
-        if not pods and (layer.releases() or layer.manifests):
+        if not pods and (layer.releases() or layer.install_manifests()):
             return False, "no pods yet"
         bad = {p.metadata.name: s for p in pods if (s := _pod_state(platform, p))}
         return not bad, f"{len(pods)} pods; not ready: {bad or 'none'}"

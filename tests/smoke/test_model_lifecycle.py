@@ -22,7 +22,8 @@ from typing import Any
 
 import pytest
 
-from tests.smoke.helpers import MARKER, client_job, client_result, conditions, pod_ready, pod_summary, unique_suffix
+from tests.smoke.helpers import (MARKER, client_job, client_result, conditions, pod_ready, pod_summary, run_job,
+                                 unique_suffix)
 
 pytestmark = pytest.mark.smoke
 
@@ -219,32 +220,6 @@ def _owned_by_job(pod) -> bool:
     return any(o.kind == "Job" for o in pod.metadata.owner_references or [])
 
 
-def _run_job(platform, jobs, namespace: str, manifest: dict[str, Any], what: str,
-             timeout: float | None = None) -> str:
-    """Create the Job, wait until it completes (fail at once if it fails), return its successful pod's logs."""
-    job = jobs(namespace, manifest)
-    name = job.metadata.name
-
-    def diagnose() -> str:
-        return (f"events for Job {name}:\n{platform.events(namespace, name)}\n"
-                f"{platform.pods_report(namespace, f'job-name={name}', tail=60)}")
-
-    def finished():
-        j = platform.batch.read_namespaced_job(name, namespace, _request_timeout=30)
-        cond = {c.type: c for c in (j.status.conditions or []) if c.status == "True"}
-        if "Failed" in cond:
-            pytest.fail(f"{what}: Job {namespace}/{name} failed ({cond['Failed'].reason}: {cond['Failed'].message})\n"
-                        f"{diagnose()}", pytrace=False)
-        return "Complete" in cond, f"active={j.status.active} succeeded={j.status.succeeded} failed={j.status.failed}"
-
-    platform.wait_until(finished, f"{what} (Job {namespace}/{name})", timeout=timeout, interval=3,
-                        diagnose=diagnose)
-    pods = platform.core.list_namespaced_pod(namespace, label_selector=f"job-name={name}", _request_timeout=30).items
-    done = [p for p in pods if p.status.phase == "Succeeded"]
-    assert done, f"{what}: Job {namespace}/{name} completed but no Succeeded pod is left to read"
-    return platform.pod_logs(namespace, done[-1].metadata.name, tail=500)
-
-
 def _python_job(name: str, image: str, uid: int, script: str, args: list[str], env: list[dict[str, Any]],
                 deadline: float, memory_limit: str = "1Gi") -> dict[str, Any]:
     return client_job(name, image, ["python", "-c", script, *args], uid, env=env, memory="256Mi",
@@ -290,7 +265,7 @@ def test_mlflow_run_artifact_in_object_store(platform, jobs):
     if check_bucket:
         env += [*_s3_env(access, S3_SECRET), {"name": "S3_BUCKET", "value": access.buckets["mlflow"]}]
     what = f"MLflow run logged through {mlflow.tracking_uri}"
-    logs = _run_job(platform, jobs, mlflow.namespace,
+    logs = run_job(platform, jobs, mlflow.namespace,
                     _python_job("mlflow-run", MLFLOW_IMAGE, MLFLOW_UID, _S3_CLIENT + MLFLOW_SCRIPT, [], env,
                                 platform.timeout, memory_limit="1536Mi"), what)
     r = client_result(logs, what)
@@ -352,7 +327,7 @@ def test_example_inference_service_predicts(platform, jobs):
     what = f"v2 prediction from {url}"
     job = _python_job("iris-infer", VERSIONS.images["mlserver"], MLSERVER_UID, HTTP_POST_SCRIPT,
                       [url, json.dumps(body), "180"], [], platform.timeout)
-    r = client_result(_run_job(platform, jobs, ns, job, what), what)
+    r = client_result(run_job(platform, jobs, ns, job, what), what)
     resp = r.get("response") or {}
     outputs = resp.get("outputs") or []
     assert outputs and outputs[0].get("data"), f"{what}: no output in the response: {resp}"
@@ -598,7 +573,7 @@ def test_postgres_survives_primary_restart(platform, jobs):
     dropped = False
 
     def psql(name: str, sql: list[str], what: str, timeout: float | None = None) -> list[Any]:
-        out = _run_job(platform, jobs, ns, _psql_job(pg, db, secret, sql, name, platform.timeout), what, timeout)
+        out = run_job(platform, jobs, ns, _psql_job(pg, db, secret, sql, name, platform.timeout), what, timeout)
         return [json.loads(line[len(MARKER):]) for line in out.splitlines() if line.startswith(MARKER)]
 
     try:
@@ -685,7 +660,7 @@ def test_object_store_survives_restart(platform, jobs):
     def s3(mode: str, name: str, what: str, timeout: float | None = None) -> dict[str, Any]:
         job = _python_job(name, MLFLOW_IMAGE, MLFLOW_UID, _S3_CLIENT + S3_OBJECT_SCRIPT, [mode, bucket, key],
                           env, platform.timeout)
-        return client_result(_run_job(platform, jobs, ns, job, what, timeout), what)
+        return client_result(run_job(platform, jobs, ns, job, what, timeout), what)
 
     removed = False
     try:
