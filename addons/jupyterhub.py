@@ -12,10 +12,15 @@
   value, handed to the hub as an environment variable).
 - The proxy is a ClusterIP Service (the chart's default is a LoadBalancer): reach it with a
   port-forward or an ingress you add on purpose.
+- Teams: a user in a team's group (`cnai:teams[].group`; JupyterHub groups come from the identity
+  provider with `oidc`, or an admin fills the pre-created groups with `native`) gets a `team` choice on
+  every profile, and the server runs in that team's namespace: its quota, Kueue queue, network
+  policies and (with the Kubeflow platform) profile. Users in no team run in the hub's namespace.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 import yaml
@@ -30,6 +35,32 @@ from modules.k8s import MANAGED_BY, PLATFORM_LABEL, secret
 FEAST_CONFIG = "feast-client"
 OIDC_SECRET = "hub-oidc"
 FEAST_PATH = "/etc/feast/feature_store.yaml"
+SPAWNER_ROLE = "jupyterhub-spawner"
+HUB_SERVICE_ACCOUNT = "hub"  # the chart's name for it (fullnameOverride "")
+# hub.extraConfig snippet (runs at the end of the chart's jupyterhub_config.py); @TEAMS@ is JSON.
+_TEAM_CONFIG = """\
+import copy, json
+
+_cnai_teams = json.loads(@TEAMS@)
+_cnai_profiles = c.KubeSpawner.profile_list
+
+
+def _cnai_team_profiles(spawner):
+    groups = {g.name for g in spawner.user.groups}
+    teams = [t for t in _cnai_teams if t["group"] in groups]
+    profiles = copy.deepcopy(_cnai_profiles)
+    if not teams:
+        return profiles
+    choices = {t["name"]: {"display_name": "Team %s (namespace %s)" % (t["name"], t["namespace"]),
+                           "default": i == 0, "kubespawner_override": {"namespace": t["namespace"]}}
+               for i, t in enumerate(teams)}
+    for profile in profiles:
+        profile.setdefault("profile_options", {})["team"] = {"display_name": "Team", "choices": copy.deepcopy(choices)}
+    return profiles
+
+
+c.KubeSpawner.profile_list = _cnai_team_profiles
+"""
 _HUB = {"laptop": ("50m", "256Mi", "1Gi"), "production": ("200m", "512Mi", "2Gi")}
 _PROXY = {"laptop": ("20m", "64Mi", "256Mi"), "production": ("100m", "128Mi", "512Mi")}
 
@@ -62,6 +93,8 @@ class JupyterHubOptions(LayerOptions):
     profiles: tuple[Profile, ...] | None = Field(None, strict=False, description="default: CPU small/large, GPU")
     homeSize: Quantity = "10Gi"
     cullTimeout: int = Field(3600, ge=300, description="seconds of inactivity before a server is stopped")
+    teamNamespaces: bool = Field(True, description="members of a team's group run their servers in the team's "
+                                 "namespace (its quota, queue and network policies)")
 
 
 class JupyterHub(Layer):
@@ -74,6 +107,7 @@ class JupyterHub(Layer):
     pod_security = "baseline"
     pod_security_reason = "user notebook images run arbitrary user code and images that do not set seccomp"
     uses_queue = True  # GPU notebooks wait in Kueue (pod integration) when the kueue layer is on
+    after = ("teams",)  # the spawner's Role and the Feast client config in each team namespace
 
     def namespace_labels(self) -> dict[str, str]:
         return {QUEUE_NS_LABEL: LOCAL_QUEUE} if "kueue" in self.peers else {}
@@ -169,7 +203,10 @@ class JupyterHub(Layer):
         """hub.config and hub.extraEnv for the chosen authenticator."""
         admins = sorted(self.options.admins)
         if self.options.auth == "native":
-            return {"JupyterHub": {"authenticator_class": "nativeauthenticator.NativeAuthenticator"},
+            # Admins put users into the teams' groups (admin page or REST API).
+            groups = {g: {"users": []} for g in sorted({t["group"] for t in self.team_spawns()})}
+            return {"JupyterHub": {"authenticator_class": "nativeauthenticator.NativeAuthenticator",
+                                   **({"load_groups": groups} if groups else {})},
                     # allow_all: NativeAuthenticator itself refuses users an admin has not approved.
                     "Authenticator": {"admin_users": admins, "allow_all": True},
                     "NativeAuthenticator": {"open_signup": False, "minimum_password_length": 12,
@@ -180,8 +217,10 @@ class JupyterHub(Layer):
             "userdata_url": o.userdataUrl, "username_claim": o.usernameClaim, "scope": list(o.scopes),
             "login_service": "OIDC",
         }
+        # The identity provider's groups become JupyterHub groups at each login (team choices, allowedGroups).
+        generic.update({"manage_groups": True, "auth_state_groups_key": f"oauth_user.{o.groupsClaim}"})
         if o.allowedGroups:
-            generic.update({"claim_groups_key": o.groupsClaim, "allowed_groups": list(o.allowedGroups)})
+            generic["allowed_groups"] = list(o.allowedGroups)
         auth: dict[str, Any] = {"admin_users": admins}
         if not o.allowedGroups:
             auth["allow_all"] = True
@@ -189,6 +228,19 @@ class JupyterHub(Layer):
         env = {"OAUTH_CLIENT_SECRET": {"valueFrom": {"secretKeyRef": {"name": OIDC_SECRET, "key": "client-secret"}}}}
         return {"JupyterHub": {"authenticator_class": "generic-oauth"}, "Authenticator": auth,
                 "GenericOAuthenticator": generic}, env
+
+    # -- teams ---------------------------------------------------------------------------------
+    def team_spawns(self) -> list[dict[str, str]]:
+        """Teams whose members spawn in the team namespace: name, JupyterHub group, namespace."""
+        if not (self.options.teamNamespaces and "teams" in self.peers):
+            return []
+        return [{"name": t.name, "group": t.rbac_group, "namespace": t.namespace} for t in self.spec.teams]
+
+    def _team_config(self) -> str:
+        """hub.extraConfig: wraps the static profile list in a callable that adds, for a user in team
+        groups, a `team` option whose choice sets KubeSpawner's namespace (supported since KubeSpawner
+        starts watching pods only after loading the user's options)."""
+        return _TEAM_CONFIG.replace("@TEAMS@", json.dumps(json.dumps(self.team_spawns())))
 
     def values(self) -> dict[str, Any]:
         config, hub_env = self._auth()
@@ -205,6 +257,7 @@ class JupyterHub(Layer):
                 "extraEnv": hub_env,
                 "resources": resources(*_HUB[self.profile.name]),
                 "db": {"type": "sqlite-pvc", "pvc": {"storageClassName": storage_class}},
+                "extraConfig": {"cnai-team-namespaces": self._team_config()} if self.team_spawns() else {},
             },
             # ClusterIP: nothing is exposed outside the cluster unless someone adds an ingress.
             "proxy": {"service": {"type": "ClusterIP"}, "chp": {"resources": resources(*_PROXY[self.profile.name])}},
@@ -230,12 +283,35 @@ class JupyterHub(Layer):
         out: list[KubeObject] = []
         ns, labels = self.namespace, dict(MANAGED_BY)
         if "feast" in self.peers:
-            out.append(KubeObject({"apiVersion": "v1", "kind": "ConfigMap",
-                                   "metadata": {"name": FEAST_CONFIG, "namespace": ns, "labels": labels},
-                                   "data": {"feature_store.yaml": self._feast_client()}}, before_chart=True))
+            out.append(KubeObject(self._feast_config_map(ns), before_chart=True))
+        for team in self.team_spawns():
+            out += [KubeObject(m, needs_after=True) for m in self.team_objects(team["namespace"])]
         if self.options.auth == "oidc":
             out.append(KubeObject(secret(OIDC_SECRET, ns, {"client-secret": Generated(self.name, "oidc-client-secret")}),
                                   before_chart=True))
+        return out
+
+    def _feast_config_map(self, namespace: str) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": FEAST_CONFIG, "namespace": namespace, "labels": dict(MANAGED_BY)},
+                "data": {"feature_store.yaml": self._feast_client()}}
+
+    def team_objects(self, namespace: str) -> list[dict[str, Any]]:
+        """What the hub needs in a team namespace: the rights its chart Role gives it in its own
+        namespace (servers and home volumes; no Secrets or Services: no internal TLS, no per-server
+        Services), and the Feast client config the servers mount."""
+        meta = {"name": SPAWNER_ROLE, "namespace": namespace, "labels": dict(MANAGED_BY)}
+        out: list[dict[str, Any]] = [
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta,
+             "rules": [{"apiGroups": [""], "resources": ["pods", "persistentvolumeclaims"],
+                        "verbs": ["get", "watch", "list", "create", "delete"]},
+                       {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "watch", "list"]}]},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": dict(meta),
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": SPAWNER_ROLE},
+             "subjects": [{"kind": "ServiceAccount", "name": HUB_SERVICE_ACCOUNT, "namespace": self.namespace}]},
+        ]
+        if "feast" in self.peers:
+            out.append(self._feast_config_map(namespace))
         return out
 
     def workloads(self) -> list[Workload]:

@@ -115,3 +115,75 @@ def test_gpu_notebooks_queue_through_kueue():
     assert key in ns["metadata"]["labels"]  # the ClusterQueue admits from the notebooks namespace
     team = next(o for o in objects if o["kind"] == "Namespace" and o["metadata"]["name"] == "team-research")
     assert key in team["metadata"]["labels"]
+
+
+def test_oidc_groups_are_managed_by_the_authenticator():
+    """OAuthenticator 17 refuses `allowed_groups`/`auth_state_groups_key` without `manage_groups`
+    (oauthenticator/oauth2.py `_requires_manage_groups`): the hub would not start."""
+    g = values_of(run("eks", OIDC), "jupyterhub")["hub"]["config"]["GenericOAuthenticator"]
+    assert g["manage_groups"] is True and g["auth_state_groups_key"] == "oauth_user.groups"
+    assert "claim_groups_key" not in g  # deprecated in 17.0
+    assert "load_groups" not in values_of(run("eks", OIDC), "jupyterhub")["hub"]["config"]["JupyterHub"]
+
+
+class _Spawner:
+    """What the hub passes to a callable profile_list: a spawner whose user has groups."""
+
+    def __init__(self, *groups: str):
+        self.user = type("User", (), {"groups": [type("Group", (), {"name": g})() for g in groups]})()
+
+
+def team_profiles(rec, *groups: str) -> list[dict]:
+    """Run the hub.extraConfig snippet as the chart's jupyterhub_config.py would, for a user in `groups`."""
+    v = values_of(rec, "jupyterhub")
+    spawner_config = type("KubeSpawnerConfig", (), {"profile_list": v["singleuser"]["profileList"]})()
+    c = type("Config", (), {"KubeSpawner": spawner_config})()
+    exec(v["hub"]["extraConfig"]["cnai-team-namespaces"], {"c": c})  # noqa: S102 - our own config snippet
+    return c.KubeSpawner.profile_list(_Spawner(*groups))
+
+
+TWO_TEAMS = {"cnai:teams": [{"name": "research", "quota": {"cpu": "2", "memory": "4Gi"}},
+                            {"name": "vision", "group": "ml-vision", "quota": {"cpu": "2", "memory": "4Gi"}}]}
+
+
+def test_team_members_spawn_in_their_team_namespace():
+    rec = evaluate("kind", TWO_TEAMS)
+    static = values_of(rec, "jupyterhub")["singleuser"]["profileList"]
+    # No team: the static profiles, servers in the hub's namespace.
+    assert team_profiles(rec) == static and team_profiles(rec, "other") == static
+    one = team_profiles(rec, "ml-vision")
+    assert [p["slug"] for p in one] == [p["slug"] for p in static]
+    for p in one:
+        assert p["profile_options"]["team"]["choices"] == {"vision": {
+            "display_name": "Team vision (namespace team-vision)", "default": True,
+            "kubespawner_override": {"namespace": "team-vision"}}}
+        assert p["kubespawner_override"] == next(s for s in static if s["slug"] == p["slug"])["kubespawner_override"]
+    both = team_profiles(rec, "research", "ml-vision")[0]["profile_options"]["team"]["choices"]
+    assert [k for k, c in both.items() if c["default"]] == ["research"] and set(both) == {"research", "vision"}
+    # Native auth: the hub creates the teams' groups for admins to fill.
+    assert values_of(rec, "jupyterhub")["hub"]["config"]["JupyterHub"]["load_groups"] == {
+        "ml-vision": {"users": []}, "research": {"users": []}}
+
+
+def test_the_hub_may_spawn_in_each_team_namespace_and_nowhere_else():
+    rec = evaluate("kind", TWO_TEAMS)
+    for ns in ("team-research", "team-vision"):
+        objs = {o["kind"]: o for o in rec.objects() if o["metadata"].get("namespace") == ns
+                and o["metadata"]["name"] in ("jupyterhub-spawner", "feast-client")}
+        assert set(objs) == {"Role", "RoleBinding", "ConfigMap"}
+        rules = {tuple(r["resources"]): set(r["verbs"]) for r in objs["Role"]["rules"]}
+        assert rules == {("pods", "persistentvolumeclaims"): {"get", "watch", "list", "create", "delete"},
+                         ("events",): {"get", "watch", "list"}}
+        assert objs["RoleBinding"]["subjects"] == [{"kind": "ServiceAccount", "name": "hub", "namespace": "jupyterhub"}]
+        hub_cm = next(o for o in rec.objects() if o["kind"] == "ConfigMap" and o["metadata"]["namespace"] == "jupyterhub"
+                      and o["metadata"]["name"] == "feast-client")
+        assert objs["ConfigMap"]["data"] == hub_cm["data"]  # the servers mount it wherever they run
+    binding = rec.get("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding", "rolebinding-team-research-jupyterhub-spawner")
+    assert "kubernetes:core/v1:Namespace::namespace-team-research" in {rec.label(u) for u in rec.waits_for(binding)}
+
+
+def test_team_namespaces_can_be_switched_off():
+    rec = evaluate("kind", {"cnai:layers": {"jupyterhub": {"teamNamespaces": False}}})
+    v = values_of(rec, "jupyterhub")
+    assert v["hub"]["extraConfig"] == {} and "load_groups" not in v["hub"]["config"]["JupyterHub"]
+    assert not [o for o in rec.objects() if o["metadata"]["name"] == "jupyterhub-spawner"]

@@ -45,16 +45,21 @@ def test_secrets_are_masked_in_the_plan():
 
 def test_waves_are_minimal():
     # Charts start together unless they need another layer: cert-manager (backup plugin TLS) -> postgres
-    # -> mlflow -> the KServe example (it logs to MLflow). Per-team queues wait for team namespaces.
-    assert plan("kind")["waves"] == 4
+    # -> mlflow -> the KServe example (it logs to MLflow). Per-team objects wait for team namespaces:
+    # teams -> jupyterhub (its spawner Role in each team namespace) -> kueue (the hub's LocalQueue)
+    # -> trainer -> katib is the longest chain. Only the per-team objects wait for teams, never a
+    # chart, so the first link costs seconds.
+    assert plan("kind")["waves"] == 5
     off = {"enabled": False}
 
     def waves_without(*layers):
         return waves(load_spec(stack_config("kind", {"cnai:layers": {n: off for n in layers}})[0], "kind"), LAYERS)
 
-    # teams -> kueue -> trainer -> katib (Katib starts after Trainer's CRDs) is the other 4-wave chain
-    assert waves_without("kserve", "katib") == 3
-    assert waves_without("kserve", "mlflow", "feast", "postgres", "trainer", "katib") == 2
+    # teams -> jupyterhub -> kueue -> trainer -> katib (Katib starts after Trainer's CRDs)
+    assert waves_without("kserve", "katib") == 4
+    assert waves_without("kserve", "jupyterhub") == 4
+    assert waves_without("kserve", "mlflow", "feast", "postgres", "trainer", "katib") == 3  # teams, jupyterhub, kueue
+    assert waves_without("kserve", "mlflow", "feast", "postgres", "trainer", "katib", "jupyterhub") == 2
 
 
 def test_laptop_footprint_is_explicit_and_small():
@@ -73,4 +78,4 @@ def test_text_plan_lists_layers_sources_and_objects():
     out = text(plan("kind"))
     assert "gpu-operator   https://helm.ngc.nvidia.com/nvidia/gpu-operator v26.7.0" in out
     assert "kueue.x-k8s.io/v1beta2         ClusterQueue           platform" in out
-    assert "Requested by the profile:" in out and "deploy waves: 4" in out
+    assert "Requested by the profile:" in out and "deploy waves: 5" in out

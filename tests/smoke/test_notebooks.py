@@ -1,11 +1,14 @@
-"""Smoke: JupyterHub answers and spawns a CPU notebook for a user.
+"""Smoke: JupyterHub answers and spawns a CPU notebook for a user, and for a team member in the
+team's namespace.
 
 The hub's REST API answers through the proxy (`GET /hub/api` on the `proxy-public` Service through
 the API server's service proxy) and on its own port, with JupyterHub 5. Then, as an admin, the test
 creates a scratch user, starts its server with a CPU profile, waits until the hub reports it ready,
 checks the notebook pod (profile limits; `MLFLOW_TRACKING_URI` when the mlflow layer is enabled) and
 that the server answers `GET /user/<name>/api` through the proxy, and finally deletes the server,
-the user (and with it the home PVC) and the API token it used.
+the user (and with it the home PVC) and the API token it used. The team test first adds the scratch
+user to the first team's JupyterHub group (native auth only) and expects the server, with the same
+checks, in `team-<name>`.
 
 No credential is configured for this: a short-lived API token with just the scopes the test needs
 is minted for an existing admin user (`cnai:layers.jupyterhub.admins`; the hub puts its admins into
@@ -46,9 +49,9 @@ _HEX32 = re.compile(r"[0-9a-fA-F]{32}")  # the shape of a generated JupyterHub t
 
 
 def _scopes(admin: str) -> list[str]:
-    """What the test does with the token, no more: manage users and servers, reach the user's
-    server through the proxy, and delete the token itself."""
-    return ["admin:users", "admin:servers", "access:servers", f"tokens!user={admin}"]
+    """What the test does with the token, no more: manage users, servers and group membership (the
+    team test), reach the user's server through the proxy, and delete the token itself."""
+    return ["admin:users", "admin:servers", "access:servers", "admin:groups", f"tokens!user={admin}"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -316,6 +319,20 @@ def test_spawn_cpu_notebook(platform, hub_layer):
     """An admin creates a user and starts its server with a CPU profile: it becomes ready, runs the
     profile's limits and the platform's environment, and answers through the proxy; everything the
     test created is deleted afterwards."""
+    _spawn_and_check(platform, hub_layer, team=None)
+
+
+def test_team_member_notebook_runs_in_the_team_namespace(platform, hub_layer):
+    """The same for a member of the first team's group: the server runs in the team's namespace."""
+    teams = platform.teams if hub_layer.options.teamNamespaces else []
+    if not teams:
+        pytest.skip("no teams, or cnai:layers.jupyterhub.teamNamespaces is false")
+    if hub_layer.options.auth != "native":
+        pytest.skip("with oidc the identity provider manages JupyterHub groups; the test cannot join one")
+    _spawn_and_check(platform, hub_layer, team=teams[0])
+
+
+def _spawn_and_check(platform, hub_layer, team) -> None:
     from modules.config import quantity
 
     ns = hub_layer.namespace
@@ -323,16 +340,22 @@ def test_spawn_cpu_notebook(platform, hub_layer):
     hub = Hub(platform, ns)
     user = f"cnai-smoke-{uuid.uuid4().hex[:8]}"
     token, token_id, admin = _mint(hub, sorted(hub_layer.options.admins), f"cnai-smoke {user}")
-    state: dict[str, Any] = {"created": False, "pod": None, "pod_ns": ns, "pvc": None}
+    expected_ns = team.namespace if team is not None else ns
+    state: dict[str, Any] = {"created": False, "pod": None, "pod_ns": expected_ns, "pvc": None}
     passed = False
     try:
         r = hub.api("POST", f"/users/{user}", token=token)
         assert r.get("status") == 201, f"POST /hub/api/users/{user} as {admin}: {_show(r)}"
         state["created"] = True
+        options: dict[str, Any] = {"profile": profile.slug}
+        if team is not None:
+            r = hub.api("POST", f"/groups/{team.rbac_group}/users", {"users": [user]}, token=token)
+            assert r.get("status") == 200, f"POST /hub/api/groups/{team.rbac_group}/users: {_show(r)}"
+            options["team"] = team.name
 
-        r = hub.api("POST", f"/users/{user}/server", {"profile": profile.slug}, token=token)
+        r = hub.api("POST", f"/users/{user}/server", options, token=token)
         assert r.get("status") in (201, 202), (
-            f"POST /hub/api/users/{user}/server with profile {profile.slug}: {_show(r)}")
+            f"POST /hub/api/users/{user}/server with {options}: {_show(r)}")
 
         def user_pods() -> str:
             try:
@@ -364,8 +387,9 @@ def test_spawn_cpu_notebook(platform, hub_layer):
         platform.wait_until(ready, f"server of JupyterHub user {user} (profile {profile.slug}) ready", interval=5,
                             diagnose=diagnose)
 
-        # The notebook pod: the profile's limits and the platform's wiring.
-        pod_ns = state["pod_ns"]
+        # The notebook pod: where it runs, the profile's limits and the platform's wiring.
+        pod_ns = state["pod_ns"]  # the spawner's own record (admin:servers includes admin:server_state)
+        assert pod_ns == expected_ns, f"the server of {user} runs in {pod_ns}, expected {expected_ns}"
         if state["pod"]:
             pod = platform.core.read_namespaced_pod(state["pod"], pod_ns, _request_timeout=30)
         else:
