@@ -120,13 +120,14 @@ _EMAIL = r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$"
 _OPTIONAL_EMAIL = f"^({_EMAIL[1:-1]})?$"
 _PATTERN_HELP[_EMAIL] = "must be an email address such as alice@example.com"
 _PATTERN_HELP[_OPTIONAL_EMAIL] = "must be empty or an email address such as alice@example.com"
-Email = Annotated[str, Field(pattern=_EMAIL, max_length=254)]
+# 200: a contributor binding is named user-<email>-clusterrole-edit, at most 253 characters.
+Email = Annotated[str, Field(pattern=_EMAIL, max_length=200)]
 
 
 class Team(Strict):
     name: str = Field(pattern=_DNS_LABEL.pattern, max_length=50)
     group: str = Field("", description="identity-provider group bound to the team namespace (default: team name)")
-    owner: str = Field("", pattern=_OPTIONAL_EMAIL, max_length=254,
+    owner: str = Field("", pattern=_OPTIONAL_EMAIL, max_length=200,
                        description="email of the team's Kubeflow profile owner (kubeflow-platform layer)")
     members: tuple[Email, ...] = Field((), strict=False, max_length=500,
                                        description="emails of the profile's contributors (kubeflow-platform layer)")
