@@ -30,19 +30,21 @@ from addons.base import Generated, KubeObject, Layer, Workload, resources
 from addons.kueue import LOCAL_QUEUE, QUEUE_LABEL, QUEUE_NS_LABEL
 from modules.cluster import GPU_RESOURCE, Capabilities
 from modules.config import ConfigError, DnsLabel, LayerOptions, PlatformSpec, Quantity, Strict
-from modules.k8s import MANAGED_BY, PLATFORM_LABEL, secret
+from modules.k8s import MANAGED_BY, PLATFORM_LABEL, TEAM_LABEL, secret
 
 FEAST_CONFIG = "feast-client"
 OIDC_SECRET = "hub-oidc"
 FEAST_PATH = "/etc/feast/feature_store.yaml"
 SPAWNER_ROLE = "jupyterhub-spawner"
-HUB_SERVICE_ACCOUNT = "hub"  # the chart's name for it (fullnameOverride "")
+HUB_SERVICE_ACCOUNT = "hub"  # the chart's name for its ServiceAccount and Service (fullnameOverride "")
 # hub.extraConfig snippet (runs at the end of the chart's jupyterhub_config.py); @TEAMS@ is JSON.
 _TEAM_CONFIG = """\
 import copy, json
 
 _cnai_teams = json.loads(@TEAMS@)
 _cnai_profiles = c.KubeSpawner.profile_list
+# Servers in team namespaces cannot resolve the chart's short name `hub`.
+c.JupyterHub.hub_connect_url = "@HUB_URL@"
 
 
 def _cnai_team_profiles(spawner):
@@ -240,7 +242,8 @@ class JupyterHub(Layer):
         """hub.extraConfig: wraps the static profile list in a callable that adds, for a user in team
         groups, a `team` option whose choice sets KubeSpawner's namespace (supported since KubeSpawner
         starts watching pods only after loading the user's options)."""
-        return _TEAM_CONFIG.replace("@TEAMS@", json.dumps(json.dumps(self.team_spawns())))
+        return (_TEAM_CONFIG.replace("@TEAMS@", json.dumps(json.dumps(self.team_spawns())))
+                .replace("@HUB_URL@", f"http://{HUB_SERVICE_ACCOUNT}.{self.namespace}.svc.cluster.local:8081"))
 
     def values(self) -> dict[str, Any]:
         config, hub_env = self._auth()
@@ -258,6 +261,11 @@ class JupyterHub(Layer):
                 "resources": resources(*_HUB[self.profile.name]),
                 "db": {"type": "sqlite-pvc", "pvc": {"storageClassName": storage_class}},
                 "extraConfig": {"cnai-team-namespaces": self._team_config()} if self.team_spawns() else {},
+                # The chart admits servers to the hub API from its own namespace only.
+                "networkPolicy": {"ingress": [{
+                    "from": [{"namespaceSelector": {"matchExpressions": [{"key": TEAM_LABEL, "operator": "Exists"}]},
+                              "podSelector": {"matchLabels": {"hub.jupyter.org/network-access-hub": "true"}}}],
+                    "ports": [{"port": "http"}]}]} if self.team_spawns() else {},
             },
             # ClusterIP: nothing is exposed outside the cluster unless someone adds an ingress.
             "proxy": {"service": {"type": "ClusterIP"}, "chp": {"resources": resources(*_PROXY[self.profile.name])}},

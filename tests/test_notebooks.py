@@ -137,7 +137,7 @@ def team_profiles(rec, *groups: str) -> list[dict]:
     """Run the hub.extraConfig snippet as the chart's jupyterhub_config.py would, for a user in `groups`."""
     v = values_of(rec, "jupyterhub")
     spawner_config = type("KubeSpawnerConfig", (), {"profile_list": v["singleuser"]["profileList"]})()
-    c = type("Config", (), {"KubeSpawner": spawner_config})()
+    c = type("Config", (), {"KubeSpawner": spawner_config, "JupyterHub": type("JupyterHubConfig", (), {})()})()
     exec(v["hub"]["extraConfig"]["cnai-team-namespaces"], {"c": c})  # noqa: S102 - our own config snippet
     return c.KubeSpawner.profile_list(_Spawner(*groups))
 
@@ -160,6 +160,14 @@ def test_team_members_spawn_in_their_team_namespace():
         assert p["kubespawner_override"] == next(s for s in static if s["slug"] == p["slug"])["kubespawner_override"]
     both = team_profiles(rec, "research", "ml-vision")[0]["profile_options"]["team"]["choices"]
     assert [k for k, c in both.items() if c["default"]] == ["research"] and set(both) == {"research", "vision"}
+    # Servers in team namespaces reach the hub by its full name, and the hub's policy admits them.
+    v = values_of(rec, "jupyterhub")
+    assert 'c.JupyterHub.hub_connect_url = "http://hub.jupyterhub.svc.cluster.local:8081"' in \
+        v["hub"]["extraConfig"]["cnai-team-namespaces"]
+    assert v["hub"]["networkPolicy"]["ingress"] == [{
+        "from": [{"namespaceSelector": {"matchExpressions": [{"key": "platform.cnai.dev/team", "operator": "Exists"}]},
+                  "podSelector": {"matchLabels": {"hub.jupyter.org/network-access-hub": "true"}}}],
+        "ports": [{"port": "http"}]}]
     # Native auth: the hub creates the teams' groups for admins to fill.
     assert values_of(rec, "jupyterhub")["hub"]["config"]["JupyterHub"]["load_groups"] == {
         "ml-vision": {"users": []}, "research": {"users": []}}
@@ -186,4 +194,5 @@ def test_team_namespaces_can_be_switched_off():
     rec = evaluate("kind", {"cnai:layers": {"jupyterhub": {"teamNamespaces": False}}})
     v = values_of(rec, "jupyterhub")
     assert v["hub"]["extraConfig"] == {} and "load_groups" not in v["hub"]["config"]["JupyterHub"]
+    assert v["hub"]["networkPolicy"] == {}
     assert not [o for o in rec.objects() if o["metadata"]["name"] == "jupyterhub-spawner"]
