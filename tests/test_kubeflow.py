@@ -84,3 +84,24 @@ def test_katib_example_runs_in_a_team_namespace_with_the_collector():
 def test_notebooks_know_the_pipelines_endpoint():
     env = values_of(evaluate("kind"), "jupyterhub")["singleuser"]["extraEnv"]
     assert env["KF_PIPELINES_ENDPOINT"] == "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
+
+
+def test_kustomize_check_points_every_remote_entry_at_the_local_copy():
+    """tools/kustomize_check builds the local kustomizations from a local upstream copy; it must
+    recognise every remote entry they have, or a pin bump would go unchecked."""
+    import yaml
+
+    from modules.versions import ROOT, VERSIONS
+    from tools.kustomize_check import localize, remote_refs
+
+    for key, man in VERSIONS.manifests.items():
+        if not man.kustomize or man.url.startswith("http"):
+            continue
+        doc = yaml.safe_load((ROOT / man.url / "kustomization.yaml").read_text())
+        entries = doc.get("resources", []) + doc.get("components", [])
+        refs = remote_refs(doc)
+        assert len(refs) == len([e for e in entries if e.startswith("https://")]), key
+        local = localize(doc, {m["repo"]: "../../src" for m in refs})
+        after = local.get("resources", []) + local.get("components", [])
+        assert len(after) == len(entries) and not [e for e in after if e.startswith("https://")], key
+        assert {f"../../src/{m['path']}" for m in refs} <= set(after)
