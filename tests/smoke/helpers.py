@@ -90,6 +90,16 @@ def run_job(platform, jobs, namespace: str, manifest: dict[str, Any], what: str,
         return (f"events for Job {name}:\n{platform.events(namespace, name)}\n"
                 f"{platform.pods_report(namespace, f'job-name={name}', tail=60)}")
 
+    wait_job(platform, namespace, name, what, diagnose, timeout)
+    pods = platform.core.list_namespaced_pod(namespace, label_selector=f"job-name={name}", _request_timeout=30).items
+    done = [p for p in pods if p.status.phase == "Succeeded"]
+    assert done, f"{what}: Job {namespace}/{name} completed but no Succeeded pod is left to read"
+    return platform.pod_logs(namespace, done[-1].metadata.name, tail=500)
+
+
+def wait_job(platform, namespace: str, name: str, what: str, diagnose, timeout: float | None = None) -> None:
+    """Wait until the Job completes; fail at once, with `diagnose()`, if it fails."""
+
     def finished():
         j = platform.batch.read_namespaced_job(name, namespace, _request_timeout=30)
         cond = {c.type: c for c in (j.status.conditions or []) if c.status == "True"}
@@ -100,7 +110,3 @@ def run_job(platform, jobs, namespace: str, manifest: dict[str, Any], what: str,
 
     platform.wait_until(finished, f"{what} (Job {namespace}/{name})", timeout=timeout, interval=3,
                         diagnose=diagnose)
-    pods = platform.core.list_namespaced_pod(namespace, label_selector=f"job-name={name}", _request_timeout=30).items
-    done = [p for p in pods if p.status.phase == "Succeeded"]
-    assert done, f"{what}: Job {namespace}/{name} completed but no Succeeded pod is left to read"
-    return platform.pod_logs(namespace, done[-1].metadata.name, tail=500)

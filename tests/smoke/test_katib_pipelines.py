@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.smoke.helpers import client_job, client_result, conditions, unique_suffix
+from tests.smoke.helpers import client_job, client_result, conditions, unique_suffix, wait_job
 
 pytestmark = pytest.mark.smoke
 
@@ -270,16 +270,7 @@ def _job_output(platform, namespace: str, job: str) -> str:
 
 def _wait_job(platform, namespace: str, job: str, what: str, timeout: float, diagnose) -> str:
     """Wait until the Job finishes; its pod's output (fail at once if it failed)."""
-
-    def finished():
-        j = platform.batch.read_namespaced_job(job, namespace, _request_timeout=30)
-        cond = {c.type: c for c in (j.status.conditions or []) if c.status == "True"}
-        if "Failed" in cond:
-            pytest.fail(f"{what}: Job {namespace}/{job} failed ({cond['Failed'].reason}: {cond['Failed'].message})\n"
-                        f"{diagnose()}", pytrace=False)
-        return "Complete" in cond, f"active={j.status.active} succeeded={j.status.succeeded} failed={j.status.failed}"
-
-    platform.wait_until(finished, f"{what} (Job {namespace}/{job})", timeout=timeout, interval=3, diagnose=diagnose)
+    wait_job(platform, namespace, job, what, diagnose, timeout)
     return _job_output(platform, namespace, job)
 
 

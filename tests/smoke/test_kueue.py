@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.smoke.helpers import conditions
+from tests.smoke.helpers import conditions, wait_job
 
 pytestmark = pytest.mark.smoke
 
@@ -24,9 +24,7 @@ BUSYBOX = "registry.k8s.io/e2e-test-images/busybox:1.36.1-1"
 
 @pytest.fixture(scope="module")
 def kueue(platform):
-    layer = platform.layer("kueue")
-    if layer is None:
-        pytest.skip(f"layer kueue is not enabled in stack {platform.stack}")
+    layer = platform.enabled_layer("kueue")
     from addons.kueue import API, LOCAL_QUEUE, QUEUE_LABEL
 
     return {"layer": layer, "version": API.split("/")[1], "cq": layer.options.clusterQueue,
@@ -159,15 +157,7 @@ def test_job_admitted_and_completes(platform, kueue, team_namespace, jobs):
     platform.wait_until(unsuspended, f"Job {ns}/{name} unsuspended after admission", timeout=60, interval=2,
                         diagnose=diagnose)
 
-    def completed():
-        j = platform.batch.read_namespaced_job(name, ns, _request_timeout=30)
-        cond = {c.type: c for c in (j.status.conditions or []) if c.status == "True"}
-        if "Failed" in cond:
-            pytest.fail(f"Job {ns}/{name} failed: {cond['Failed'].reason}: {cond['Failed'].message}\n{diagnose()}",
-                        pytrace=False)
-        return "Complete" in cond, f"active={j.status.active} succeeded={j.status.succeeded} failed={j.status.failed}"
-
-    platform.wait_until(completed, f"Job {ns}/{name} complete", diagnose=diagnose)
+    wait_job(platform, ns, name, "admitted Job complete", diagnose)
 
 
 def test_job_over_quota_stays_pending(platform, kueue, team_namespace, jobs):

@@ -146,10 +146,7 @@ print("CNAI-SMOKE-RESULT " + json.dumps(result), flush=True)
 
 @pytest.fixture(scope="module")
 def hub_layer(platform):
-    layer = platform.layer("jupyterhub")
-    if layer is None:
-        pytest.skip(f"layer jupyterhub is not enabled in stack {platform.stack}")
-    return layer
+    return platform.enabled_layer("jupyterhub")
 
 
 def _redact(text: str, token: str | None = None) -> str:

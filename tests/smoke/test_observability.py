@@ -17,10 +17,7 @@ pytestmark = pytest.mark.smoke
 
 @pytest.fixture(scope="module")
 def observability(platform):
-    layer = platform.layer("observability")
-    if layer is None:
-        pytest.skip(f"layer observability is not enabled in stack {platform.stack}")
-    return layer
+    return platform.enabled_layer("observability")
 
 
 def _targets(platform, layer) -> list[dict[str, Any]]:

@@ -15,9 +15,7 @@ pytestmark = pytest.mark.smoke
 
 @pytest.fixture(scope="module")
 def teams(platform):
-    layer = platform.layer("teams")
-    if layer is None:
-        pytest.skip(f"layer teams is not enabled in stack {platform.stack}")
+    layer = platform.enabled_layer("teams")
     if not platform.spec.teams:
         pytest.skip(f"stack {platform.stack} declares no teams")
     return layer, list(platform.spec.teams)
