@@ -288,8 +288,12 @@ class Layer:
             return self.shared_namespace
         if not self.namespace:
             return None
-        labels = {kube.PLATFORM_LABEL: self.name, **kube.pod_security(self.pod_security), **self.namespace_labels()}
-        return kube.namespace(self.namespace, labels)
+        return self.platform_namespace(self.namespace, self.pod_security, self.namespace_labels())
+
+    def platform_namespace(self, name: str, level: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+        """A namespace this layer owns: the platform label (team NetworkPolicies admit it) and the
+        Pod Security `level`, plus `labels`."""
+        return kube.namespace(name, {kube.PLATFORM_LABEL: self.name, **kube.pod_security(level), **(labels or {})})
 
     def namespace_labels(self) -> dict[str, str]:
         """Extra labels of the layer's namespace (what other components select it by)."""

@@ -289,7 +289,7 @@ class JupyterHub(Layer):
 
     def objects(self) -> list[KubeObject]:
         out: list[KubeObject] = []
-        ns, labels = self.namespace, dict(MANAGED_BY)
+        ns = self.namespace
         if "feast" in self.peers:
             out.append(KubeObject(self._feast_config_map(ns), before_chart=True))
         for team in self.team_spawns():

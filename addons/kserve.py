@@ -28,7 +28,7 @@ from pydantic import Field
 from addons.base import KubeObject, Layer, Release, Workload, ref, resources
 from modules.config import ConfigError, LayerOptions, PlatformSpec
 from modules.cluster import Capabilities
-from modules.k8s import MANAGED_BY, PLATFORM_LABEL, edit_role, namespace, pod_security, secret
+from modules.k8s import MANAGED_BY, edit_role, secret
 from modules.versions import VERSIONS
 
 SERVICE_ACCOUNT = "kserve-models"
@@ -222,12 +222,10 @@ class KServe(Layer):
         if self.knative:
             # The operator's pods and Kourier's Envoy set no seccomp profile: baseline, not restricted.
             for ns in (KNATIVE_OPERATOR_NAMESPACE, KNATIVE_NAMESPACE):
-                out.append(KubeObject(namespace(ns, {PLATFORM_LABEL: self.name, **pod_security("baseline")}),
-                                      before_chart=True))
+                out.append(KubeObject(self.platform_namespace(ns, "baseline"), before_chart=True))
             out.append(KubeObject(self._knative_serving(), after_release="knative-operator"))
         if self.options.example:
-            out.append(KubeObject(namespace(EXAMPLE_NAMESPACE, {PLATFORM_LABEL: self.name,
-                                                                **pod_security("restricted")})))
+            out.append(KubeObject(self.platform_namespace(EXAMPLE_NAMESPACE, "restricted")))
         for ns in self.serving_namespaces(self.spec):
             out += self._storage_objects(ns)
             if self.scraped:

@@ -32,7 +32,7 @@ import yaml
 from addons.base import BCRYPT, Generated, KubeObject, Layer, Workload
 from modules.cluster import Capabilities
 from modules.config import ConfigError, LayerOptions, PlatformSpec
-from modules.k8s import MANAGED_BY, PLATFORM_LABEL, namespace, pod_security, secret
+from modules.k8s import MANAGED_BY, secret
 
 DEX_NS = "auth"
 OAUTH2_PROXY_NS = "oauth2-proxy"
@@ -123,8 +123,7 @@ class KubeflowPlatform(Layer):
 
     def objects(self) -> list[KubeObject]:
         def ns(name: str, extra: dict[str, str] | None = None) -> KubeObject:
-            labels = {PLATFORM_LABEL: self.name, **pod_security("restricted"), **(extra or {})}
-            return KubeObject(namespace(name, labels), before_chart=True)
+            return KubeObject(self.platform_namespace(name, "restricted", extra), before_chart=True)
 
         client_secret = Generated(self.name, "oidc-client-secret")
         config = self.dex_config()
