@@ -182,9 +182,14 @@ class Layer:
         self.peers: dict[str, Layer] = {}  # every enabled layer by name, set by the program
         self.shared_namespace: dict[str, Any] | None = None  # merged manifest when layers share a namespace
 
+    def teams(self) -> tuple[Any, ...]:
+        """The teams this layer serves: `cnai:teams` when the teams layer is enabled, else none."""
+        return tuple(self.spec.teams) if "teams" in self.peers else ()
+
     def first_team_namespace(self) -> str | None:
         """Where a layer's example runs: the first team's namespace (None without teams)."""
-        return self.spec.teams[0].namespace if self.spec.teams and "teams" in self.peers else None
+        teams = self.teams()
+        return teams[0].namespace if teams else None
 
     def peer(self, name: str) -> Any:
         """An enabled layer this one reads endpoints from (it must be in `requires`)."""

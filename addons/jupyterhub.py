@@ -234,9 +234,9 @@ class JupyterHub(Layer):
     # -- teams ---------------------------------------------------------------------------------
     def team_spawns(self) -> list[dict[str, str]]:
         """Teams whose members spawn in the team namespace: name, JupyterHub group, namespace."""
-        if not (self.options.teamNamespaces and "teams" in self.peers):
+        if not self.options.teamNamespaces:
             return []
-        return [{"name": t.name, "group": t.rbac_group, "namespace": t.namespace} for t in self.spec.teams]
+        return [{"name": t.name, "group": t.rbac_group, "namespace": t.namespace} for t in self.teams()]
 
     def _team_config(self) -> str:
         """hub.extraConfig: wraps the static profile list in a callable that adds, for a user in team

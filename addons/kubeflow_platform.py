@@ -93,9 +93,6 @@ class KubeflowPlatform(Layer):
         """Every Dex user: team owners and members, lower-cased, in a stable order."""
         return sorted({e.lower() for t in self.teams() for e in (t.owner, *t.members)})
 
-    def teams(self):
-        return self.spec.teams if "teams" in self.peers else ()
-
     def install_manifests(self) -> tuple[str, ...]:
         return (ISTIO_VARIANTS[self.caps.cni_bin_dir], "kubeflow-platform")
 

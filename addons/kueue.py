@@ -151,5 +151,4 @@ class Kueue(Layer):
 
     def queue_namespaces(self) -> list[str]:
         """Team namespaces, plus the namespaces of layers whose pods queue (`Layer.uses_queue`)."""
-        teams = [t.namespace for t in self.spec.teams] if "teams" in self.peers else []
-        return teams + [layer.namespace for layer in self.peers.values() if layer.uses_queue and layer.namespace]
+        return [t.namespace for t in self.teams()] + [layer.namespace for layer in self.peers.values() if layer.uses_queue and layer.namespace]

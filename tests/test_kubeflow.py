@@ -44,18 +44,16 @@ def test_team_members_may_create_trainjobs():
 
 
 def test_local_kustomizations_pin_the_versions_table():
-    import re
-
     import yaml
 
     from modules.versions import ROOT, VERSIONS
+    from tools.kustomize_check import remote_refs
 
     for key, man in VERSIONS.manifests.items():
         if not man.kustomize or man.url.startswith("http"):
             continue
         doc = yaml.safe_load((ROOT / man.url / "kustomization.yaml").read_text())
-        remote = [r for r in doc.get("resources", []) + doc.get("components", []) if "ref=" in r]
-        refs = [re.search(r"\?ref=(.+)$", r).group(1) for r in remote]
+        refs = [m["ref"] for m in remote_refs(doc)]
         assert refs and all(ref == man.version for ref in refs), f"{man.url}: refs {refs} != {man.version}"
 
 
