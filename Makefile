@@ -42,11 +42,11 @@ check-facts: $(STAMP)
 
 up: $(STAMP)
 	@$(PY) -m tools.plan $(STACK) >/dev/null || { echo "stack config $(STACK) is invalid (see above)"; exit 2; }
-	@command -v pulumi >/dev/null || { echo "pulumi CLI not found: install $$($(PY) -c 'from modules.versions import VERSIONS; print(VERSIONS.tools["pulumi"])') from https://www.pulumi.com/docs/install/"; exit 1; }
+	@command -v pulumi >/dev/null || { echo "pulumi CLI not found: install $$($(PY) -c 'from modules.shared.versions import VERSIONS; print(VERSIONS.tools["pulumi"])') from https://www.pulumi.com/docs/install/"; exit 1; }
 	@if grep -q 'environment: kind' stacks/Pulumi.$(STACK).yaml; then \
 	  command -v docker >/dev/null || { echo "docker not found: kind needs Docker (https://docs.docker.com/engine/install/)"; exit 1; }; \
 	  docker info >/dev/null 2>&1 || { echo "docker daemon not reachable: start Docker"; exit 1; }; \
-	  command -v kind >/dev/null || { echo "kind not found: install kind $$($(PY) -c 'from modules.versions import VERSIONS; print(VERSIONS.tools["kind"])') (https://kind.sigs.k8s.io/docs/user/quick-start/#installation)"; exit 1; }; \
+	  command -v kind >/dev/null || { echo "kind not found: install kind $$($(PY) -c 'from modules.shared.versions import VERSIONS; print(VERSIONS.tools["kind"])') (https://kind.sigs.k8s.io/docs/user/quick-start/#installation)"; exit 1; }; \
 	fi
 	pulumi stack select --create $(STACK)
 	pulumi up --stack $(STACK)
@@ -57,7 +57,7 @@ destroy:
 smoke: $(STAMP)
 	SMOKE_STACK=$(STACK) $(PY) -m pytest tests/smoke -v -rs
 
-FEAST_BASE = $(shell $(PY) -c 'from modules.versions import VERSIONS; print(VERSIONS.images["feast-feature-server"])' 2>/dev/null)
+FEAST_BASE = $(shell $(PY) -c 'from modules.shared.versions import VERSIONS; print(VERSIONS.images["feast-feature-server"])' 2>/dev/null)
 image-feast: $(STAMP)
 	@test -n "$(REGISTRY)" || { echo "set REGISTRY, e.g. make image-feast REGISTRY=ghcr.io/acme"; exit 2; }
 	docker build images/feast --build-arg FEAST_IMAGE=$(FEAST_BASE) -t $(REGISTRY)/feast-feature-server:$(lastword $(subst :, ,$(FEAST_BASE)))-fsspec

@@ -1,13 +1,13 @@
-"""Pulumi entry point for the CNAI platform; the program lives in modules/program.py."""
+"""Pulumi entry point for the CNAI platform; the program lives in engine/program.py."""
 
 import pulumi
 
-from modules.config import ConfigError
-from modules.program import build, load_spec
+from engine.program import build, load
+from modules.shared.config import ConfigError
 
 try:
-    spec = load_spec()
+    platform = load()
 except ConfigError as exc:
     # RunError ends the update with this one line, no stack trace.
     raise pulumi.RunError(f"invalid stack config: {exc}") from None
-build(spec)
+build(platform)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from addons.base import Layer, Workload, resources
+from addons.base import Layer
+from modules.shared.k8s import resources
+from modules.shared.parts import Workload
 
 # requests per pod: (cpu, memory, memory limit)
 _SIZES = {
-    "laptop": {"controller": ("10m", "48Mi", "128Mi"), "webhook": ("5m", "24Mi", "64Mi"),
+    "small": {"controller": ("10m", "48Mi", "128Mi"), "webhook": ("5m", "24Mi", "64Mi"),
                "cainjector": ("5m", "48Mi", "128Mi"), "startupapicheck": ("5m", "32Mi", "64Mi")},
-    "production": {"controller": ("50m", "128Mi", "512Mi"), "webhook": ("20m", "64Mi", "128Mi"),
+    "large": {"controller": ("50m", "128Mi", "512Mi"), "webhook": ("20m", "64Mi", "128Mi"),
                    "cainjector": ("20m", "128Mi", "512Mi"), "startupapicheck": ("10m", "32Mi", "64Mi")},
 }
 
@@ -19,11 +21,12 @@ class CertManager(Layer):
     name = "cert-manager"
     component = "CertManager"
     description = "Issues and renews X.509 certificates (webhook serving certs for KServe and others)."
+    core = True
     chart = "cert-manager"
     default_namespace = "cert-manager"
 
     def _size(self, part: str) -> dict[str, Any]:
-        return resources(*_SIZES[self.profile.name][part])
+        return resources(*_SIZES[self.profile.size][part])
 
     def values(self) -> dict[str, Any]:
         replicas = self.profile.replicas
@@ -42,6 +45,6 @@ class CertManager(Layer):
         }
 
     def workloads(self) -> list[Workload]:
-        sizes = _SIZES[self.profile.name]
+        sizes = _SIZES[self.profile.size]
         return [Workload(f"cert-manager-{part}", sizes[part][0], sizes[part][1], self.profile.replicas)
                 for part in ("controller", "webhook", "cainjector")]

@@ -15,20 +15,21 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from addons.base import Layer, Workload, resources
-from modules.cluster import Capabilities, WorkloadIdentity
-from modules.config import ConfigError, LayerOptions, PlatformSpec
-from modules.versions import VERSIONS
+from addons.base import Layer
+from modules.clusters.contract import WorkloadIdentity
+from modules.shared.config import ConfigError, LayerOptions
+from modules.shared.k8s import resources
+from modules.shared.parts import Workload
+from modules.shared.versions import VERSIONS
 
 RELEASE_NAME = "cluster-autoscaler"
 SERVICE_ACCOUNT = "cluster-autoscaler"
 UID = 65534  # nonroot user of the distroless image
 
-_SIZES = {"laptop": ("50m", "128Mi", "300Mi"), "production": ("100m", "300Mi", "600Mi")}
+_SIZES = {"small": ("50m", "128Mi", "300Mi"), "large": ("100m", "300Mi", "600Mi")}
 
 
 class ClusterAutoscalerOptions(LayerOptions):
-    enabled: bool = False  # only the cloud stacks that need it turn it on
     expander: Literal["least-waste", "random", "most-pods", "price"] = Field(
         "least-waste", description="which node group to grow when several fit")
     scaleDownUnneededTime: str = Field("10m", pattern=r"^[0-9]+[smh]$",
@@ -43,18 +44,15 @@ class ClusterAutoscaler(Layer):
     Options = ClusterAutoscalerOptions
     default_namespace = "cluster-autoscaler"
 
-    @classmethod
-    def validate(cls, spec: PlatformSpec, caps: Capabilities) -> None:
-        if caps.node_autoscaling != "cluster-autoscaler":
+    def validate(self) -> None:
+        if self.caps.node_autoscaling != "cluster-autoscaler":
             why = {"provider": "scales its node pools itself",
-                   "none": "has no node groups the platform can scale"}[caps.node_autoscaling]
-            raise ConfigError(f"cnai:layers.cluster-autoscaler.enabled: a {spec.environment} cluster {why}; "
+                   "none": "has no node groups the platform can scale"}[self.caps.node_autoscaling]
+            raise ConfigError(f"cnai:layers.cluster-autoscaler.enabled: a {self.spec.environment} cluster {why}; "
                               "disable this layer")
 
-    @classmethod
-    def identity(cls, spec: PlatformSpec) -> WorkloadIdentity | None:
-        return WorkloadIdentity(cls.name, ((cls.layer_namespace(spec), SERVICE_ACCOUNT),),
-                                permissions=("node-autoscaling",))
+    def identity(self) -> WorkloadIdentity | None:
+        return WorkloadIdentity(self.name, ((self.namespace, SERVICE_ACCOUNT),), permissions=("node-autoscaling",))
 
     def values(self) -> dict[str, Any]:
         repo, tag = VERSIONS.images[f"cluster-autoscaler-{self.spec.kubernetesVersion}"].rsplit(":", 1)
@@ -67,7 +65,7 @@ class ClusterAutoscaler(Layer):
             # Pod Identity associates this account with the role; no annotation needed.
             "rbac": {"serviceAccount": {"create": True, "name": SERVICE_ACCOUNT}},
             "replicaCount": self.profile.replicas,
-            "resources": resources(*_SIZES[self.profile.name]),
+            "resources": resources(*_SIZES[self.profile.size]),
             "extraArgs": {
                 "balance-similar-node-groups": True,
                 "expander": self.options.expander,
@@ -80,5 +78,5 @@ class ClusterAutoscaler(Layer):
         }
 
     def workloads(self) -> list[Workload]:
-        cpu, mem, _ = _SIZES[self.profile.name]
+        cpu, mem, _ = _SIZES[self.profile.size]
         return [Workload("cluster-autoscaler", cpu, mem, self.profile.replicas)]

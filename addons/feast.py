@@ -21,11 +21,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import yaml
 from pydantic import Field
 
-from addons.base import KubeObject, Layer, Workload, resources
-from modules.config import OPTIONAL_IMAGE_REF, LayerOptions, PlatformSpec
-from modules.k8s import MANAGED_BY, secret
+from addons.base import Layer
+from modules.shared.config import OPTIONAL_IMAGE_REF, LayerOptions
+from modules.shared.k8s import resources, secret
+from modules.shared.labels import MANAGED_BY
+from modules.shared.offers import BucketStore, Database, FeatureClient
+from modules.shared.parts import KubeObject, Workload
 
 API = "feast.dev/v1"
 STORE = "platform"
@@ -34,7 +38,7 @@ STORES_SECRET = "feast-data-stores"
 PROJECT = "platform"
 OPERATOR_NAMESPACE = "feast-operator-system"  # created by the install manifest
 
-_SERVER = {"laptop": ("50m", "256Mi", "1Gi"), "production": ("250m", "512Mi", "2Gi")}
+_SERVER = {"small": ("50m", "256Mi", "1Gi"), "large": ("250m", "512Mi", "2Gi")}
 # feature_store.yaml sections; the operator merges the Secret key named after the store type.
 _REGISTRY = ("path: postgresql+psycopg://${POSTGRES_USER}:${POSTGRES_PASSWORD}@${POSTGRES_HOST}:${POSTGRES_PORT}"
              "/${POSTGRES_DB}\ncache_ttl_seconds: 60\nsqlalchemy_config_kwargs:\n  pool_pre_ping: true\n")
@@ -52,8 +56,10 @@ class Feast(Layer):
     name = "feast"
     component = "Feast"
     description = "Feature store: Feast operator and a FeatureStore on PostgreSQL and the object store."
+    core = True
     requires = ("postgres", "object-store")
     manifests = ("feast-operator",)
+    offers = (FeatureClient,)
     databases = ("feast",)
     buckets = {"feast": "rw"}
     Options = FeastOptions
@@ -62,15 +68,26 @@ class Feast(Layer):
     pod_security = "baseline"
     pod_security_reason = "the Feast operator sets no container securityContext on FeatureStore pods"
 
-    @classmethod
-    def service_accounts(cls, spec: PlatformSpec) -> tuple[tuple[str, str], ...]:
-        return ((cls.layer_namespace(spec), f"feast-{STORE}"),)  # the operator's name for the servers
+    def service_accounts(self) -> tuple[tuple[str, str], ...]:
+        return ((self.namespace, f"feast-{STORE}"),)  # the operator's name for the servers
+
+    def client_config(self) -> str:
+        """feature_store.yaml for remote clients (notebooks): the servers the operator runs for the store."""
+        ns = self.namespace
+        return yaml.safe_dump({
+            "project": PROJECT,
+            "registry": {"registry_type": "remote", "path": f"feast-{STORE}-registry.{ns}.svc.cluster.local:80"},
+            "online_store": {"type": "remote", "path": f"http://feast-{STORE}-online.{ns}.svc.cluster.local:80"},
+            "offline_store": {"type": "remote", "host": f"feast-{STORE}-offline.{ns}.svc.cluster.local", "port": 80},
+            "auth": {"type": "no_auth"},
+            "entity_key_serialization_version": 3,
+        }, sort_keys=False)
 
     def _store(self):
-        return self.peer("object-store").access(self.name)
+        return self.peers.need(BucketStore).access(self.name)
 
     def _env(self) -> dict[str, Any]:
-        pg = self.peer("postgres")
+        pg = self.peers.need(Database)
         store = self._store()
         env: dict[str, Any] = {
             "POSTGRES_HOST": pg.host, "POSTGRES_PORT": str(pg.port), "POSTGRES_DB": "feast",
@@ -81,7 +98,7 @@ class Feast(Layer):
 
     def _server(self) -> dict[str, Any]:
         server: dict[str, Any] = {"envFrom": [{"secretRef": {"name": ENV_SECRET}}],
-                                  "resources": resources(*_SERVER[self.profile.name])}
+                                  "resources": resources(*_SERVER[self.profile.size])}
         if self.options.image:
             server["image"] = self.options.image
         return server
@@ -124,11 +141,11 @@ class Feast(Layer):
             out.append(KubeObject({"apiVersion": "v1", "kind": "ServiceAccount",
                                    "metadata": {"name": f"feast-{STORE}", "namespace": ns, "labels": labels,
                                                 "annotations": dict(store.annotations)}}))
-        out.append(KubeObject(feature_store, needs_chart=True, wait_for=tuple(o.ref for o in out)))
+        out.append(KubeObject(feature_store, phase="after-install", wait_for=tuple(o.ref for o in out)))
         return out
 
     def workloads(self) -> list[Workload]:
-        cpu, mem, _ = _SERVER[self.profile.name]
+        cpu, mem, _ = _SERVER[self.profile.size]
         servers = 3 + (1 if self.options.ui else 0)
         return [Workload("feast-operator", "10m", "64Mi"),
                 Workload(f"feast-{STORE}", f"{servers * int(cpu[:-1])}m", f"{servers * int(mem[:-2])}Mi",

@@ -12,9 +12,11 @@ from typing import Any
 import yaml
 from pydantic import Field
 
-from addons.base import KubeObject, Layer, Workload, resources
-from modules.cluster import GPU_RESOURCE, GPU_TAINT, Capabilities
-from modules.config import ConfigError, LayerOptions, PlatformSpec
+from addons.base import Layer
+from modules.clusters.contract import GPU_RESOURCE, GPU_TAINT, GpuDevices, Request
+from modules.shared.config import ConfigError, LayerOptions
+from modules.shared.k8s import resources
+from modules.shared.parts import KubeObject, Workload
 
 TIME_SLICING_CONFIG = "time-slicing-config"
 # Required affinity; Helm merges it with the charts' default control-plane *preference*, which it overrides.
@@ -23,7 +25,7 @@ _NOT_CONTROL_PLANE = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExe
 
 # requests per pod: (cpu, memory, memory limit). Operands run once per GPU node.
 _SIZES = {
-    "laptop": {
+    "small": {
         "operator": ("50m", "96Mi", "350Mi"), "nfd-master": ("10m", "64Mi", "512Mi"),
         "nfd-worker": ("5m", "32Mi", "256Mi"), "nfd-gc": ("5m", "32Mi", "256Mi"),
         "device-plugin": ("10m", "32Mi", "256Mi"), "gfd": ("5m", "32Mi", "128Mi"),
@@ -31,7 +33,7 @@ _SIZES = {
         "toolkit": ("10m", "64Mi", "256Mi"), "mig-manager": ("10m", "64Mi", "256Mi"),
         "driver": ("100m", "512Mi", "4Gi"),
     },
-    "production": {
+    "large": {
         "operator": ("200m", "128Mi", "512Mi"), "nfd-master": ("100m", "128Mi", "4Gi"),
         "nfd-worker": ("5m", "64Mi", "512Mi"), "nfd-gc": ("10m", "128Mi", "1Gi"),
         "device-plugin": ("50m", "64Mi", "512Mi"), "gfd": ("10m", "64Mi", "256Mi"),
@@ -50,20 +52,23 @@ class GpuOperator(Layer):
     name = "gpu-operator"
     component = "GpuOperator"
     description = "Makes NVIDIA GPUs schedulable: driver, toolkit, device plugin, GPU feature discovery, metrics."
+    core = True
     chart = "gpu-operator"
     Options = GpuOperatorOptions
     default_namespace = "gpu-operator"
     pod_security = "privileged"
     pod_security_reason = "driver, toolkit and device-plugin DaemonSets mount host paths and run privileged"
 
-    @classmethod
-    def validate(cls, spec: PlatformSpec, caps: Capabilities) -> None:
-        if spec.gpu.sharing.mode == "mig" and not caps.mig_supported:
-            raise ConfigError(f"cnai:gpu.sharing.mode: mig is not supported on a {spec.environment} cluster "
+    def cluster_requests(self) -> list[Request]:
+        return [GpuDevices()]  # it drives real devices: simulated GPUs will not do
+
+    def validate(self) -> None:
+        if self.spec.gpu.sharing.mode == "mig" and not self.caps.mig_supported:
+            raise ConfigError(f"cnai:gpu.sharing.mode: mig is not supported on a {self.spec.environment} cluster "
                               "(MIG reconfiguration needs control of the host driver); use none or time-slicing")
 
     def _size(self, part: str) -> dict[str, Any]:
-        return resources(*_SIZES[self.profile.name][part])
+        return resources(*_SIZES[self.profile.size][part])
 
     def _operands(self) -> list[str]:
         c = self.caps
@@ -133,7 +138,7 @@ class GpuOperator(Layer):
                 "spec": {"hard": {"pods": "100"}, "scopeSelector": {"matchExpressions": [{
                     "operator": "In", "scopeName": "PriorityClass",
                     "values": ["system-node-critical", "system-cluster-critical"]}]}},
-            }, before_chart=True))
+            }, phase="before-install"))
         if self.caps.gpu_sharing != "time-slicing":
             return out
         config = {"version": "v1", "flags": {"migStrategy": "none"},
@@ -141,14 +146,14 @@ class GpuOperator(Layer):
         cm = {"apiVersion": "v1", "kind": "ConfigMap",
               "metadata": {"name": TIME_SLICING_CONFIG, "namespace": self.namespace},
               "data": {"any": yaml.safe_dump(config, sort_keys=True)}}
-        return out + [KubeObject(cm, before_chart=True)]
+        return out + [KubeObject(cm, phase="before-install")]
 
     def release_timeout(self) -> int:
         # Building the driver on the node takes minutes; without it the operator is up in seconds.
         return max(self.profile.helm_timeout, 1200) if not self.caps.gpu_drivers_preinstalled else self.profile.helm_timeout
 
     def workloads(self) -> list[Workload]:
-        sizes = _SIZES[self.profile.name]
+        sizes = _SIZES[self.profile.size]
         out = [Workload("gpu-operator", *sizes["operator"][:2]),
                Workload("nfd-master", *sizes["nfd-master"][:2]),
                Workload("nfd-gc", *sizes["nfd-gc"][:2]),

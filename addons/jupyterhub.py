@@ -23,14 +23,16 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field
 
-from addons.base import Generated, KubeObject, Layer, Workload, resources
-from addons.kueue import LOCAL_QUEUE, QUEUE_LABEL, QUEUE_NS_LABEL
-from modules.cluster import GPU_RESOURCE, Capabilities
-from modules.config import ConfigError, DnsLabel, LayerOptions, PlatformSpec, Quantity, Strict
-from modules.k8s import MANAGED_BY, PLATFORM_LABEL, TEAM_LABEL, secret
+from addons.base import Layer
+from modules.clusters.contract import GPU_RESOURCE
+from modules.shared.config import ConfigError, DnsLabel, LayerOptions, Quantity, Strict
+from modules.shared.k8s import resources, secret
+from modules.shared.labels import MANAGED_BY, PLATFORM_LABEL, TEAM_LABEL
+from modules.shared.markers import Generated
+from modules.shared.offers import BucketStore, FeatureClient, PipelinesApi, Queueing, Tracking
+from modules.shared.parts import KubeObject, Workload
 
 FEAST_CONFIG = "feast-client"
 OIDC_SECRET = "hub-oidc"
@@ -63,8 +65,8 @@ def _cnai_team_profiles(spawner):
 
 c.KubeSpawner.profile_list = _cnai_team_profiles
 """
-_HUB = {"laptop": ("50m", "256Mi", "1Gi"), "production": ("200m", "512Mi", "2Gi")}
-_PROXY = {"laptop": ("20m", "64Mi", "256Mi"), "production": ("100m", "128Mi", "512Mi")}
+_HUB = {"small": ("50m", "256Mi", "1Gi"), "large": ("200m", "512Mi", "2Gi")}
+_PROXY = {"small": ("20m", "64Mi", "256Mi"), "large": ("100m", "128Mi", "512Mi")}
 
 
 class Profile(Strict):
@@ -103,20 +105,21 @@ class JupyterHub(Layer):
     name = "jupyterhub"
     component = "JupyterHub"
     description = "JupyterLab per user with CPU/GPU profiles, wired to MLflow, Feast and the object store."
+    core = True
     chart = "jupyterhub"
     Options = JupyterHubOptions
     default_namespace = "jupyterhub"
     pod_security = "baseline"
     pod_security_reason = "user notebook images run arbitrary user code and images that do not set seccomp"
     uses_queue = True  # GPU notebooks wait in Kueue (pod integration) when the kueue layer is on
-    after = ("teams",)  # the spawner's Role and the Feast client config in each team namespace
+    after = {"teams": "objects"}  # the spawner's Role and the Feast client config in each team namespace
 
     def namespace_labels(self) -> dict[str, str]:
-        return {QUEUE_NS_LABEL: LOCAL_QUEUE} if "kueue" in self.peers else {}
+        queueing = self.peers.get(Queueing)
+        return queueing.queue_namespace_labels() if queueing else {}
 
-    @classmethod
-    def validate(cls, spec: PlatformSpec, caps: Capabilities) -> None:
-        opts = spec.layer(cls.name)
+    def validate(self) -> None:
+        opts, spec = self.options, self.spec
         if opts.auth == "oidc" and opts.oidc is None:
             raise ConfigError("cnai:layers.jupyterhub.oidc: is required with auth: oidc (clientId, authorizeUrl, "
                               "tokenUrl, userdataUrl)")
@@ -153,7 +156,7 @@ class JupyterHub(Layer):
 
     def _profile(self, p: Profile, first: bool) -> dict[str, Any]:
         override: dict[str, Any] = {
-            "cpu_guarantee": min(p.cpu, 0.5 if self.profile.name == "laptop" else p.cpu), "cpu_limit": p.cpu,
+            "cpu_guarantee": min(p.cpu, self.profile.notebook_cpu_guarantee or p.cpu), "cpu_limit": p.cpu,
             "mem_guarantee": p.memory, "mem_limit": p.memory,
         }
         if p.image:
@@ -165,9 +168,10 @@ class JupyterHub(Layer):
             # PyTorch data loaders need more shared memory than the container default.
             override["volumes"] = [{"name": "dshm", "emptyDir": {"medium": "Memory"}}]
             override["volume_mounts"] = [{"name": "dshm", "mountPath": "/dev/shm"}]
-            if "kueue" in self.peers:
+            queueing = self.peers.get(Queueing)
+            if queueing:
                 # Kueue's pod integration gates the notebook until the GPU quota admits it.
-                override["extra_labels"] = {QUEUE_LABEL: LOCAL_QUEUE}
+                override["extra_labels"] = queueing.workload_labels()
         entry = {"display_name": p.displayName, "description": p.description, "slug": p.slug,
                  "kubespawner_override": override}
         if first:
@@ -177,29 +181,18 @@ class JupyterHub(Layer):
     # -- wiring ----------------------------------------------------------------------------------
     def _env(self) -> dict[str, Any]:
         env: dict[str, Any] = {"JUPYTERHUB_SINGLEUSER_APP": "jupyter_server.serverapp.ServerApp"}
-        if "mlflow" in self.peers:
-            env["MLFLOW_TRACKING_URI"] = self.peer("mlflow").tracking_uri
-        store = self.peers.get("object-store")
-        if store is not None and not store.caps.cloud_storage:
-            endpoint = store.options.external.endpoint if store.options.external else store.endpoint
-            env["AWS_ENDPOINT_URL"] = endpoint
-        if "feast" in self.peers:
+        tracking = self.peers.get(Tracking)
+        if tracking:
+            env["MLFLOW_TRACKING_URI"] = tracking.tracking_uri
+        store = self.peers.get(BucketStore)
+        if store is not None and store.client_endpoint:
+            env["AWS_ENDPOINT_URL"] = store.client_endpoint
+        if self.peers.get(FeatureClient):
             env["FEAST_FS_YAML_FILE_PATH"] = FEAST_PATH
-        if "pipelines" in self.peers:
-            env["KF_PIPELINES_ENDPOINT"] = self.peer("pipelines").endpoint
+        pipelines = self.peers.get(PipelinesApi)
+        if pipelines:
+            env["KF_PIPELINES_ENDPOINT"] = pipelines.endpoint
         return env
-
-    def _feast_client(self) -> str:
-        feast = self.peer("feast")
-        ns = feast.namespace
-        return yaml.safe_dump({
-            "project": "platform",
-            "registry": {"registry_type": "remote", "path": f"feast-platform-registry.{ns}.svc.cluster.local:80"},
-            "online_store": {"type": "remote", "path": f"http://feast-platform-online.{ns}.svc.cluster.local:80"},
-            "offline_store": {"type": "remote", "host": f"feast-platform-offline.{ns}.svc.cluster.local", "port": 80},
-            "auth": {"type": "no_auth"},
-            "entity_key_serialization_version": 3,
-        }, sort_keys=False)
 
     def _auth(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """hub.config and hub.extraEnv for the chosen authenticator."""
@@ -249,16 +242,15 @@ class JupyterHub(Layer):
         config, hub_env = self._auth()
         profiles = self.profiles()
         storage_class = self.caps.default_storage_class
-        laptop = self.profile.name == "laptop"
         extra_volumes, extra_mounts = [], []
-        if "feast" in self.peers:
+        if self.peers.get(FeatureClient):
             extra_volumes.append({"name": "feast", "configMap": {"name": FEAST_CONFIG}})
             extra_mounts.append({"name": "feast", "mountPath": "/etc/feast", "readOnly": True})
         return {
             "hub": {
                 "config": config,
                 "extraEnv": hub_env,
-                "resources": resources(*_HUB[self.profile.name]),
+                "resources": resources(*_HUB[self.profile.size]),
                 "db": {"type": "sqlite-pvc", "pvc": {"storageClassName": storage_class}},
                 "extraConfig": {"cnai-team-namespaces": self._team_config()} if self.team_spawns() else {},
                 # The chart admits servers to the hub API from its own namespace only.
@@ -268,7 +260,7 @@ class JupyterHub(Layer):
                     "ports": [{"port": "http"}]}]} if self.team_spawns() else {},
             },
             # ClusterIP: nothing is exposed outside the cluster unless someone adds an ingress.
-            "proxy": {"service": {"type": "ClusterIP"}, "chp": {"resources": resources(*_PROXY[self.profile.name])}},
+            "proxy": {"service": {"type": "ClusterIP"}, "chp": {"resources": resources(*_PROXY[self.profile.size])}},
             "singleuser": {
                 "defaultUrl": "/lab",
                 "extraEnv": self._env(),
@@ -283,26 +275,26 @@ class JupyterHub(Layer):
             },
             "cull": {"enabled": True, "timeout": self.options.cullTimeout},
             # Image pre-pulling and placeholder pods cost a node's worth of pulls on small clusters.
-            "prePuller": {"hook": {"enabled": False}, "continuous": {"enabled": not laptop}},
-            "scheduling": {"userScheduler": {"enabled": not laptop}, "userPlaceholder": {"enabled": False}},
+            "prePuller": {"hook": {"enabled": False}, "continuous": {"enabled": self.profile.ha}},
+            "scheduling": {"userScheduler": {"enabled": self.profile.ha}, "userPlaceholder": {"enabled": False}},
         }
 
     def objects(self) -> list[KubeObject]:
         out: list[KubeObject] = []
         ns = self.namespace
-        if "feast" in self.peers:
-            out.append(KubeObject(self._feast_config_map(ns), before_chart=True))
+        if self.peers.get(FeatureClient):
+            out.append(KubeObject(self._feast_config_map(ns), phase="before-install"))
         for team in self.team_spawns():
-            out += [KubeObject(m, needs_after=True) for m in self.team_objects(team["namespace"])]
+            out += [KubeObject(m, phase="after-peers") for m in self.team_objects(team["namespace"])]
         if self.options.auth == "oidc":
             out.append(KubeObject(secret(OIDC_SECRET, ns, {"client-secret": Generated(self.name, "oidc-client-secret")}),
-                                  before_chart=True))
+                                  phase="before-install"))
         return out
 
     def _feast_config_map(self, namespace: str) -> dict[str, Any]:
         return {"apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": FEAST_CONFIG, "namespace": namespace, "labels": dict(MANAGED_BY)},
-                "data": {"feature_store.yaml": self._feast_client()}}
+                "data": {"feature_store.yaml": self.peers.need(FeatureClient).client_config()}}
 
     def team_objects(self, namespace: str) -> list[dict[str, Any]]:
         """What the hub needs in a team namespace: the rights its chart Role gives it in its own
@@ -318,14 +310,14 @@ class JupyterHub(Layer):
              "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": SPAWNER_ROLE},
              "subjects": [{"kind": "ServiceAccount", "name": HUB_SERVICE_ACCOUNT, "namespace": self.namespace}]},
         ]
-        if "feast" in self.peers:
+        if self.peers.get(FeatureClient):
             out.append(self._feast_config_map(namespace))
         return out
 
     def workloads(self) -> list[Workload]:
-        hub, proxy = _HUB[self.profile.name], _PROXY[self.profile.name]
+        hub, proxy = _HUB[self.profile.size], _PROXY[self.profile.size]
         out = [Workload("hub", hub[0], hub[1]), Workload("proxy", proxy[0], proxy[1])]
-        if self.profile.name != "laptop":
+        if self.profile.ha:
             out.append(Workload("user-scheduler", "50m", "256Mi", 2))
         return out
 

@@ -15,11 +15,12 @@ from typing import Any
 
 from pydantic import Field
 
-from addons.base import KubeObject, Layer, Workload
-from modules.config import LayerOptions
-from modules.k8s import MANAGED_BY, edit_role
+from addons.base import Layer
+from modules.shared.config import LayerOptions, Team
+from modules.shared.k8s import edit_role
+from modules.shared.labels import KATIB_INJECTION_LABEL, MANAGED_BY
+from modules.shared.parts import KubeObject, Workload
 
-INJECTION_LABEL = "katib.kubeflow.org/metrics-collector-injection"
 EXAMPLE = "example-random"
 BUSYBOX = "registry.k8s.io/e2e-test-images/busybox:1.36.1-1"
 
@@ -32,20 +33,24 @@ class Katib(Layer):
     name = "katib"
     component = "Katib"
     description = "Hyperparameter tuning: Experiments whose trials run as Jobs or TrainJobs, results in MySQL."
+    core = True
     manifests = ("katib",)
-    after = ("teams", "trainer")
-    install_after = ("trainer",)  # the controller registers TrainJob trials only if the CRD exists when it starts
+    # The controller registers TrainJob trials only if Trainer's CRD exists when it starts.
+    after = {"teams": "objects", "trainer": "install"}
     Options = KatibOptions
     default_namespace = "kubeflow"
     pod_security = "baseline"
     pod_security_reason = "suggestion pods and the injected metrics-collector sidecar set no securityContext"
 
     def namespace_labels(self) -> dict[str, str]:
-        return {INJECTION_LABEL: "enabled"}
+        return {KATIB_INJECTION_LABEL: "enabled"}
+
+    def team_namespace(self, team: Team) -> tuple[dict[str, str], dict[str, str]]:
+        return {KATIB_INJECTION_LABEL: "enabled"}, {}  # trials in team namespaces get the metrics collector
 
     def objects(self) -> list[KubeObject]:
         out = [KubeObject(edit_role("cnai-katib-edit", "kubeflow.org", ["experiments", "trials", "suggestions"],
-                                 ["experiments", "trials"]), needs_chart=True)]
+                                 ["experiments", "trials"]), phase="after-install")]
         ns = self.first_team_namespace()
         if not (self.options.example and ns):
             return out
@@ -79,7 +84,7 @@ class Katib(Layer):
                 },
             },
         }
-        out.append(KubeObject(experiment, needs_chart=True, needs_after=True))
+        out.append(KubeObject(experiment, phase="after-all"))
         return out
 
     def workloads(self) -> list[Workload]:

@@ -25,11 +25,13 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from addons.base import KubeObject, Layer, Release, Workload, ref, resources
-from modules.config import ConfigError, LayerOptions, PlatformSpec
-from modules.cluster import Capabilities
-from modules.k8s import MANAGED_BY, edit_role, secret
-from modules.versions import VERSIONS
+from addons.base import Layer
+from modules.shared.config import ConfigError, LayerOptions
+from modules.shared.k8s import edit_role, resources, secret
+from modules.shared.labels import MANAGED_BY
+from modules.shared.offers import Access, BucketStore, Metrics, Tracking
+from modules.shared.parts import KubeObject, Release, Workload, ref
+from modules.shared.versions import VERSIONS
 
 SERVICE_ACCOUNT = "kserve-models"
 MLSERVER_METRICS_PORT = 8082
@@ -40,24 +42,24 @@ EXAMPLE_MODEL_PATH = "examples/iris"
 MLSERVER_UID = 1000  # USER of the MLServer image
 SCRIPT = Path(__file__).parent / "assets" / "kserve-example-model.py"
 
-_CONTROLLER = {"laptop": ("50m", "128Mi", "300Mi"), "production": ("100m", "300Mi", "1Gi")}
-_PREDICTOR = {"laptop": ("100m", "512Mi", "1Gi"), "production": ("500m", "1Gi", "2Gi")}
+_CONTROLLER = {"small": ("50m", "128Mi", "300Mi"), "large": ("100m", "300Mi", "1Gi")}
+_PREDICTOR = {"small": ("100m", "512Mi", "1Gi"), "large": ("500m", "1Gi", "2Gi")}
 
 
 KNATIVE_OPERATOR_NAMESPACE = "knative-operator"
 KNATIVE_NAMESPACE = "knative-serving"
 # Knative Serving deployments (name, container) -> laptop/production requests (cpu, memory, memory limit)
 _KNATIVE = {
-    ("activator", "activator"): {"laptop": ("20m", "64Mi", "256Mi"), "production": ("300m", "60Mi", "600Mi")},
-    ("autoscaler", "autoscaler"): {"laptop": ("20m", "64Mi", "256Mi"), "production": ("100m", "100Mi", "1000Mi")},
-    ("controller", "controller"): {"laptop": ("20m", "64Mi", "256Mi"), "production": ("100m", "100Mi", "1000Mi")},
-    ("webhook", "webhook"): {"laptop": ("20m", "64Mi", "256Mi"), "production": ("100m", "100Mi", "500Mi")},
-    ("net-kourier-controller", "controller"): {"laptop": ("20m", "64Mi", "256Mi"),
-                                               "production": ("200m", "200Mi", "500Mi")},
-    ("3scale-kourier-gateway", "kourier-gateway"): {"laptop": ("50m", "64Mi", "256Mi"),
-                                                    "production": ("200m", "200Mi", "500Mi")},
+    ("activator", "activator"): {"small": ("20m", "64Mi", "256Mi"), "large": ("300m", "60Mi", "600Mi")},
+    ("autoscaler", "autoscaler"): {"small": ("20m", "64Mi", "256Mi"), "large": ("100m", "100Mi", "1000Mi")},
+    ("controller", "controller"): {"small": ("20m", "64Mi", "256Mi"), "large": ("100m", "100Mi", "1000Mi")},
+    ("webhook", "webhook"): {"small": ("20m", "64Mi", "256Mi"), "large": ("100m", "100Mi", "500Mi")},
+    ("net-kourier-controller", "controller"): {"small": ("20m", "64Mi", "256Mi"),
+                                               "large": ("200m", "200Mi", "500Mi")},
+    ("3scale-kourier-gateway", "kourier-gateway"): {"small": ("50m", "64Mi", "256Mi"),
+                                                    "large": ("200m", "200Mi", "500Mi")},
 }
-_KNATIVE_OPERATOR = {"laptop": ("20m", "64Mi", "512Mi"), "production": ("100m", "100Mi", "1000Mi")}
+_KNATIVE_OPERATOR = {"small": ("20m", "64Mi", "512Mi"), "large": ("100m", "100Mi", "1000Mi")}
 
 
 class KServeOptions(LayerOptions):
@@ -70,31 +72,28 @@ class KServe(Layer):
     name = "kserve"
     component = "KServe"
     description = "Model serving: InferenceServices with runtimes for scikit-learn, MLflow, Hugging Face and more."
+    core = True
     requires = ("cert-manager",)
-    after = ("object-store", "mlflow", "teams", "observability")
+    after = {"object-store": "objects", "mlflow": "objects", "teams": "objects", "observability": "objects"}
     buckets = {"mlflow": "ro"}
     extra_charts = ("kserve-crd", "kserve-resources", "kserve-runtime-configs", "knative-operator")
     Options = KServeOptions
     default_namespace = "kserve"
 
-    @classmethod
-    def validate(cls, spec: PlatformSpec, caps: Capabilities) -> None:
-        opts = spec.layer(cls.name)
-        if opts.example:
-            missing = [n for n in ("mlflow", "object-store") if not spec.layer(n).enabled]
+    def validate(self) -> None:
+        if self.options.example:
+            missing = [n for n, offer in (("mlflow", Tracking), ("object-store", BucketStore))
+                       if self.peers.get(offer) is None]
             if missing:
                 raise ConfigError(f"cnai:layers.kserve.example: the example model needs layer {missing[0]}, which is "
                                   f"disabled (enable it or set example: false)")
 
-    @classmethod
-    def service_accounts(cls, spec: PlatformSpec) -> tuple[tuple[str, str], ...]:
-        return tuple((ns, SERVICE_ACCOUNT) for ns in cls.serving_namespaces(spec))
+    def service_accounts(self) -> tuple[tuple[str, str], ...]:
+        return tuple((ns, SERVICE_ACCOUNT) for ns in self.serving_namespaces())
 
-    @classmethod
-    def serving_namespaces(cls, spec: PlatformSpec) -> list[str]:
+    def serving_namespaces(self) -> list[str]:
         """Namespaces that get the `kserve-models` ServiceAccount: the example's and every team's."""
-        teams = [t.namespace for t in spec.teams] if spec.layer("teams").enabled else []
-        return ([EXAMPLE_NAMESPACE] if spec.layer(cls.name).example else []) + teams
+        return ([EXAMPLE_NAMESPACE] if self.options.example else []) + [t.namespace for t in self.teams()]
 
     # -- releases --------------------------------------------------------------------------------
     @property
@@ -103,22 +102,21 @@ class KServe(Layer):
 
     def releases(self) -> list[Release]:
         out = [Release("kserve-crd", "kserve-crd", {})]
-        wait: tuple[str, ...] = ()
         if self.knative:
+            # KnativeServing right after its operator; KServe's controller waits until it is Ready.
             out.append(Release("knative-operator", "knative-operator", self._knative_operator_values(),
-                               namespace=KNATIVE_OPERATOR_NAMESPACE))
-            wait = (ref(self._knative_serving()),)
+                               namespace=KNATIVE_OPERATOR_NAMESPACE, then=(self._knative_serving(),)))
         return out + [
-            Release("kserve-resources", "kserve-resources", self._controller_values(), wait_for=wait),
+            Release("kserve-resources", "kserve-resources", self._controller_values()),
             Release("kserve-runtime-configs", "kserve-runtime-configs", self._runtime_values()),
         ]
 
     def _knative_operator_values(self) -> dict[str, Any]:
-        res = resources(*_KNATIVE_OPERATOR[self.profile.name])
+        res = resources(*_KNATIVE_OPERATOR[self.profile.size])
         return {"knative_operator": {"knative_operator": {"resources": res}, "operator_webhook": {"resources": res}}}
 
     def _knative_serving(self) -> dict[str, Any]:
-        workloads = [{"name": name, "resources": [{"container": container, **resources(*sizes[self.profile.name])}]}
+        workloads = [{"name": name, "resources": [{"container": container, **resources(*sizes[self.profile.size])}]}
                      for (name, container), sizes in _KNATIVE.items()]
         return {
             "apiVersion": "operator.knative.dev/v1beta1", "kind": "KnativeServing",
@@ -147,7 +145,7 @@ class KServe(Layer):
                     "ingressGateway": {"enableGatewayApi": False, "createGateway": False},
                 },
                 "imagePullPolicy": "IfNotPresent",
-                "resources": resources(*_CONTROLLER[self.profile.name]),
+                "resources": resources(*_CONTROLLER[self.profile.size]),
             },
             "localmodel": {"enabled": False},
         }}
@@ -170,7 +168,7 @@ class KServe(Layer):
     def scraped(self) -> bool:
         """Model servers are scraped when the observability layer runs. In Knative mode the
         queue-proxy owns the pod's single port, so only Standard mode declares the metrics port."""
-        return "observability" in self.peers and not self.knative
+        return self.peers.get(Metrics) is not None and not self.knative
 
     @staticmethod
     def _pod_monitor(ns: str) -> dict[str, Any]:
@@ -185,8 +183,8 @@ class KServe(Layer):
                          "podMetricsEndpoints": [{"port": "metrics", "path": "/metrics", "interval": "30s"}]}}
 
     # -- storage wiring --------------------------------------------------------------------------
-    def _store(self):
-        store = self.peers.get("object-store")
+    def _store(self) -> Access | None:
+        store = self.peers.get(BucketStore)
         return store.access(self.name) if store else None
 
     def _storage_objects(self, ns: str) -> list[KubeObject]:
@@ -206,11 +204,11 @@ class KServe(Layer):
                                     "serving.kserve.io/s3-verifyssl": tls})
             if store.static_keys:
                 keys = {"AWS_ACCESS_KEY_ID": store.access_key, "AWS_SECRET_ACCESS_KEY": store.secret_key}
-                out.append(KubeObject(secret(S3_SECRET, ns, keys, annotations=annotations), needs_after=True))
+                out.append(KubeObject(secret(S3_SECRET, ns, keys, annotations=annotations), phase="after-peers"))
                 sa["secrets"] = [{"name": S3_SECRET}]
             else:  # workload identity: KServe reads the S3 settings from the ServiceAccount
                 sa["metadata"]["annotations"].update(annotations)
-        out.append(KubeObject(sa, needs_after=True, wait_for=tuple(o.ref for o in out)))
+        out.append(KubeObject(sa, phase="after-peers", wait_for=tuple(o.ref for o in out)))
         return out
 
     # -- objects ---------------------------------------------------------------------------------
@@ -218,18 +216,17 @@ class KServe(Layer):
         out: list[KubeObject] = [KubeObject(edit_role(
             "cnai-kserve-edit", "serving.kserve.io",
             ["inferenceservices", "inferencegraphs", "servingruntimes", "trainedmodels"], ["inferenceservices"]),
-            needs_chart=True)]
+            phase="after-install")]
         if self.knative:
             # The operator's pods and Kourier's Envoy set no seccomp profile: baseline, not restricted.
             for ns in (KNATIVE_OPERATOR_NAMESPACE, KNATIVE_NAMESPACE):
-                out.append(KubeObject(self.platform_namespace(ns, "baseline"), before_chart=True))
-            out.append(KubeObject(self._knative_serving(), after_release="knative-operator"))
+                out.append(KubeObject(self.platform_namespace(ns, "baseline"), phase="before-install"))
         if self.options.example:
             out.append(KubeObject(self.platform_namespace(EXAMPLE_NAMESPACE, "restricted")))
-        for ns in self.serving_namespaces(self.spec):
+        for ns in self.serving_namespaces():
             out += self._storage_objects(ns)
             if self.scraped:
-                out.append(KubeObject(self._pod_monitor(ns), needs_after=True))
+                out.append(KubeObject(self._pod_monitor(ns), phase="after-peers"))
         if self.options.example:
             out += self._example()
         return out
@@ -237,7 +234,7 @@ class KServe(Layer):
     def _example(self) -> list[KubeObject]:
         ns, labels = EXAMPLE_NAMESPACE, dict(MANAGED_BY)
         store = self._store()
-        mlflow = self.peer("mlflow")
+        mlflow = self.peers.need(Tracking)
         image = VERSIONS.images["mlserver"]
         restricted = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
         script = {"apiVersion": "v1", "kind": "ConfigMap",
@@ -281,7 +278,7 @@ class KServe(Layer):
                     "protocolVersion": "v2",
                     "runtime": "kserve-mlserver",
                     "storageUri": store.url("mlflow", EXAMPLE_MODEL_PATH),
-                    "resources": resources(*_PREDICTOR[self.profile.name]),
+                    "resources": resources(*_PREDICTOR[self.profile.size]),
                     # The first port is the one KServe's Service targets; MLServer serves metrics on 8082.
                     **({"ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"},
                                   {"name": "metrics", "containerPort": MLSERVER_METRICS_PORT, "protocol": "TCP"}]}
@@ -291,16 +288,17 @@ class KServe(Layer):
         }
         sa = {"kind": "ServiceAccount", "metadata": {"name": SERVICE_ACCOUNT, "namespace": ns}}
         out = [KubeObject(script)]
-        if mlflow.options.auth:  # the Job logs to MLflow as its admin
+        admin_password = mlflow.admin_password()
+        if admin_password:  # the Job logs to MLflow as its admin
             creds = secret(f"{EXAMPLE}-mlflow", ns, {"MLFLOW_TRACKING_USERNAME": "admin",
-                                                     "MLFLOW_TRACKING_PASSWORD": mlflow.admin_password()})
+                                                     "MLFLOW_TRACKING_PASSWORD": admin_password})
             job["spec"]["template"]["spec"]["containers"][0]["envFrom"] = [{"secretRef": {"name": f"{EXAMPLE}-mlflow"}}]
-            out.append(KubeObject(creds, needs_after=True))
+            out.append(KubeObject(creds, phase="after-peers"))
         return out + [
             # The Job talks to MLflow: it waits for the mlflow layer (after) and for its own script.
-            KubeObject(job, needs_after=True, wait_for=tuple(o.ref for o in out)),
+            KubeObject(job, phase="after-peers", wait_for=tuple(o.ref for o in out)),
             # Served once the model exists (the Job is awaited until it completes).
-            KubeObject(isvc, needs_chart=True, needs_after=True, wait_for=(ref(job), ref(sa))),
+            KubeObject(isvc, phase="after-all", wait_for=(ref(job), ref(sa))),
         ]
 
     def _example_annotations(self) -> dict[str, str]:
@@ -310,15 +308,15 @@ class KServe(Layer):
         return {"serving.kserve.io/deploymentMode": "Standard", "serving.kserve.io/autoscalerClass": "none"}
 
     def workloads(self) -> list[Workload]:
-        cpu, mem, _ = _CONTROLLER[self.profile.name]
+        cpu, mem, _ = _CONTROLLER[self.profile.size]
         out = [Workload("kserve-controller-manager", cpu, mem), Workload("kserve-rbac-proxy", "100m", "300Mi")]
         if self.knative:
-            op = _KNATIVE_OPERATOR[self.profile.name]
+            op = _KNATIVE_OPERATOR[self.profile.size]
             out.append(Workload("knative-operator", op[0], op[1], 2))
-            out += [Workload(f"knative-{name}", *sizes[self.profile.name][:2], self.profile.replicas)
+            out += [Workload(f"knative-{name}", *sizes[self.profile.size][:2], self.profile.replicas)
                     for (name, _), sizes in _KNATIVE.items()]
         if self.options.example:
-            out.append(Workload(f"{EXAMPLE}-predictor", *_PREDICTOR[self.profile.name][:2]))
+            out.append(Workload(f"{EXAMPLE}-predictor", *_PREDICTOR[self.profile.size][:2]))
         return out
 
     def outputs(self) -> dict[str, Any]:

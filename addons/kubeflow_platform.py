@@ -29,10 +29,12 @@ from typing import Any
 
 import yaml
 
-from addons.base import BCRYPT, Generated, KubeObject, Layer, Workload
-from modules.cluster import Capabilities
-from modules.config import ConfigError, LayerOptions, PlatformSpec
-from modules.k8s import MANAGED_BY, secret
+from addons.base import Layer
+from modules.shared.config import ConfigError, LayerOptions, Team
+from modules.shared.k8s import secret
+from modules.shared.labels import KUBEFLOW_PROFILE_LABELS, MANAGED_BY
+from modules.shared.markers import BCRYPT, Generated
+from modules.shared.parts import KubeObject, Workload
 
 DEX_NS = "auth"
 OAUTH2_PROXY_NS = "oauth2-proxy"
@@ -41,12 +43,11 @@ OIDC_CLIENT_ID = "kubeflow-oidc-authservice"
 USERID_HEADER = "kubeflow-userid"  # set by the ingress gateway from the Dex JWT's email claim
 GATEWAY_PRINCIPAL = "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
 KFP_UI_PRINCIPAL = "cluster.local/ns/kubeflow/sa/ml-pipeline-ui"
-PROFILE_LABELS = {"istio-injection": "enabled", "app.kubernetes.io/part-of": "kubeflow-profile"}
 ISTIO_VARIANTS = {"/opt/cni/bin": "kubeflow-istio", "/home/kubernetes/bin": "kubeflow-istio-gke"}
 
 
 class KubeflowPlatformOptions(LayerOptions):
-    enabled: bool = False  # about 1 CPU / 3.5 GiB: the production stacks turn it on
+    """Opt-in (about 1 CPU / 3.5 GiB): the production example stacks turn it on."""
 
 
 def dex_env(email: str) -> str:
@@ -68,18 +69,22 @@ class KubeflowPlatform(Layer):
     component = "KubeflowPlatform"
     description = "Kubeflow dashboard, profiles per team and notebooks behind Istio, Dex and oauth2-proxy."
     requires = ("cert-manager",)  # the PodDefaults and PVC viewer webhooks get their certificates from it
-    after = ("teams",)  # profiles adopt the team namespaces
+    after = {"teams": "objects"}  # profiles adopt the team namespaces
     manifests = ("kubeflow-istio", "kubeflow-istio-gke", "kubeflow-platform")
     Options = KubeflowPlatformOptions
     default_namespace = "kubeflow"
     pod_security = "restricted"
 
-    @classmethod
-    def validate(cls, spec: PlatformSpec, caps: Capabilities) -> None:
-        if caps.cni_bin_dir not in ISTIO_VARIANTS:
-            raise ConfigError(f"cnai:layers.kubeflow-platform.enabled: no Istio CNI variant for {caps.cni_bin_dir}")
+    def team_namespace(self, team: Team) -> tuple[dict[str, str], dict[str, str]]:
+        # A profile namespace (sidecars, PodDefaults); the profile controller adopts an existing namespace
+        # only if its `owner` annotation names the profile's owner.
+        return dict(KUBEFLOW_PROFILE_LABELS), {"owner": team.owner.lower()}
+
+    def validate(self) -> None:
+        if self.caps.cni_bin_dir not in ISTIO_VARIANTS:
+            raise ConfigError(f"cnai:layers.kubeflow-platform.enabled: no Istio CNI variant for {self.caps.cni_bin_dir}")
         seen: dict[str, str] = {}
-        for i, team in enumerate(spec.teams if spec.layer("teams").enabled else ()):
+        for i, team in enumerate(self.teams()):
             if not team.owner:
                 raise ConfigError(f"cnai:teams[{i}].owner: the kubeflow-platform layer makes a Kubeflow profile "
                                   f"per team; set the email of the owner of team {team.name!r}")
@@ -120,31 +125,31 @@ class KubeflowPlatform(Layer):
 
     def objects(self) -> list[KubeObject]:
         def ns(name: str, extra: dict[str, str] | None = None) -> KubeObject:
-            return KubeObject(self.platform_namespace(name, "restricted", extra), before_chart=True)
+            return KubeObject(self.platform_namespace(name, "restricted", extra), phase="before-install")
 
         client_secret = Generated(self.name, "oidc-client-secret")
         config = self.dex_config()
         out = [
             ns(ISTIO_NS, {"istio-injection": "disabled"}), ns(DEX_NS), ns(OAUTH2_PROXY_NS),
             KubeObject(secret("dex-oidc-client", DEX_NS, {"OIDC_CLIENT_ID": OIDC_CLIENT_ID,
-                                                          "OIDC_CLIENT_SECRET": client_secret}), before_chart=True),
+                                                          "OIDC_CLIENT_SECRET": client_secret}), phase="before-install"),
             KubeObject(secret("dex-passwords", DEX_NS, {dex_env(u): Generated(self.name, user_credential(u) + BCRYPT)
-                                                        for u in self.users()}), before_chart=True),
+                                                        for u in self.users()}), phase="before-install"),
             KubeObject(secret("oauth2-proxy", OAUTH2_PROXY_NS, {
                 "client-id": OIDC_CLIENT_ID, "client-secret": client_secret,
-                "cookie-secret": Generated(self.name, "cookie-secret")}), before_chart=True),
+                "cookie-secret": Generated(self.name, "cookie-secret")}), phase="before-install"),
             KubeObject({"apiVersion": "v1", "kind": "ConfigMap",
                         "metadata": {"name": "dex", "namespace": DEX_NS, "labels": dict(MANAGED_BY)},
-                        "data": {"config.yaml": config}}, before_chart=True),
+                        "data": {"config.yaml": config}}, phase="before-install"),
             # Dex reads its config at start: a new user list rolls it.
             KubeObject({"apiVersion": "apps/v1", "kind": "Deployment",
                         "metadata": {"name": "dex", "namespace": DEX_NS},
                         "spec": {"template": {"metadata": {"annotations": {
                             "platform.cnai.dev/config-sha256": hashlib.sha256(config.encode()).hexdigest()}}}}},
-                       needs_chart=True, patch=True),
+                       phase="after-install", patch=True),
         ]
         for team in self.teams():
-            out += [KubeObject(m, needs_chart=True, needs_after=True) for m in self.team_objects(team)]
+            out += [KubeObject(m, phase="after-all") for m in self.team_objects(team)]
         return out
 
     def team_objects(self, team) -> list[dict[str, Any]]:

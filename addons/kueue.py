@@ -12,21 +12,19 @@ from typing import Any
 
 from pydantic import Field
 
-from addons.base import KubeObject, Layer, Workload, resources
-from modules.config import ConfigError, DnsLabel, LayerOptions, PlatformSpec, Quantity, Strict, quantity
-from modules.cluster import Capabilities
-from modules.k8s import MANAGED_BY
-from modules.versions import VERSIONS
+from addons.base import Layer
+from modules.shared.config import ConfigError, DnsLabel, LayerOptions, Quantity, Strict, Team, quantity
+from modules.shared.k8s import resources
+from modules.shared.labels import LOCAL_QUEUE, MANAGED_BY, QUEUE_LABEL, QUEUE_NS_LABEL
+from modules.shared.offers import Metrics, Queueing
+from modules.shared.parts import KubeObject, Workload
+from modules.shared.versions import VERSIONS
 
 API = "kueue.x-k8s.io/v1beta2"  # the storage version in Kueue 0.19
-QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-# Namespaces that may submit to the platform ClusterQueue (team namespaces, the notebooks namespace).
-QUEUE_NS_LABEL = "platform.cnai.dev/queue"
-LOCAL_QUEUE = "default"
 CPU_FLAVOR = "cpu"
 GPU_FLAVOR = "gpu"
 
-_SIZES = {"laptop": ("100m", "192Mi", "512Mi"), "production": ("500m", "512Mi", "2Gi")}
+_SIZES = {"small": ("100m", "192Mi", "512Mi"), "large": ("500m", "512Mi", "2Gi")}
 
 
 class PriorityClass(Strict):
@@ -58,17 +56,27 @@ class Kueue(Layer):
     name = "kueue"
     component = "Kueue"
     description = "Queues batch and training workloads under quotas, with fair sharing and priorities."
+    core = True
     chart = "kueue"
     # LocalQueues go into team namespaces and the notebooks namespace; with observability on, the
     # chart's ServiceMonitor needs the Prometheus Operator CRDs, so the release waits for that layer too.
-    after = ("teams", "observability", "jupyterhub")
-    install_after = ("observability",)
+    after = {"teams": "objects", "observability": "install", "jupyterhub": "objects"}
+    offers = (Queueing,)
     Options = KueueOptions
     default_namespace = "kueue-system"
 
-    @classmethod
-    def validate(cls, spec: PlatformSpec, caps: Capabilities) -> None:
-        opts = spec.layer(cls.name)
+    # -- what it offers ----------------------------------------------------------------------------
+    def workload_labels(self) -> dict[str, str]:
+        return {QUEUE_LABEL: LOCAL_QUEUE}
+
+    def queue_namespace_labels(self) -> dict[str, str]:
+        return {QUEUE_NS_LABEL: LOCAL_QUEUE}  # may submit to the platform ClusterQueue
+
+    def team_namespace(self, team: Team) -> tuple[dict[str, str], dict[str, str]]:
+        return self.queue_namespace_labels(), {}
+
+    def validate(self) -> None:
+        opts = self.options
         names = [p.name for p in opts.priorityClasses]
         dup = next((n for n in names if names.count(n) > 1), None)
         if dup:
@@ -85,15 +93,15 @@ class Kueue(Layer):
             "controllerManager": {
                 "replicas": replicas,
                 "manager": {"image": {"repository": repo, "tag": tag, "pullPolicy": "IfNotPresent"},
-                            "resources": resources(*_SIZES[self.profile.name])},
+                            "resources": resources(*_SIZES[self.profile.size])},
                 "podDisruptionBudget": {"enabled": replicas > 1, "minAvailable": 1},
             },
             # Queue metrics (pending/admitted workloads) for the observability layer's dashboard.
-            "enablePrometheus": "observability" in self.peers,
+            "enablePrometheus": self.peers.get(Metrics) is not None,
         }
 
     def workloads(self) -> list[Workload]:
-        cpu, mem, _ = _SIZES[self.profile.name]
+        cpu, mem, _ = _SIZES[self.profile.size]
         return [Workload("kueue-controller-manager", cpu, mem, self.profile.replicas)]
 
     def _flavors(self) -> list[dict[str, Any]]:
@@ -138,17 +146,18 @@ class Kueue(Layer):
         }
 
     def objects(self) -> list[KubeObject]:
-        out = [KubeObject(m, needs_chart=True) for m in self._flavors()]
-        out.append(KubeObject(self._cluster_queue(), needs_chart=True))
+        out = [KubeObject(m, phase="after-install") for m in self._flavors()]
+        out.append(KubeObject(self._cluster_queue(), phase="after-install"))
         for pc in self.options.priorityClasses:
             out.append(KubeObject({"apiVersion": API, "kind": "WorkloadPriorityClass", "metadata": _meta(pc.name),
-                                   "value": pc.value, "description": pc.description}, needs_chart=True))
+                                   "value": pc.value, "description": pc.description}, phase="after-install"))
         for ns in self.queue_namespaces():
             lq = {"apiVersion": API, "kind": "LocalQueue", "metadata": _meta(LOCAL_QUEUE, ns),
                   "spec": {"clusterQueue": self.options.clusterQueue}}
-            out.append(KubeObject(lq, needs_chart=True, needs_after=True))
+            out.append(KubeObject(lq, phase="after-all"))
         return out
 
     def queue_namespaces(self) -> list[str]:
         """Team namespaces, plus the namespaces of layers whose pods queue (`Layer.uses_queue`)."""
-        return [t.namespace for t in self.teams()] + [layer.namespace for layer in self.peers.values() if layer.uses_queue and layer.namespace]
+        return [t.namespace for t in self.teams()] + [
+            layer.namespace for layer in self.peers if layer.uses_queue and layer.namespace]

@@ -13,9 +13,12 @@ from typing import Any
 
 from pydantic import Field
 
-from addons.base import Generated, KubeObject, Layer, Workload, resources
-from modules.config import LayerOptions, PlatformSpec
-from modules.k8s import secret
+from addons.base import Layer
+from modules.shared.config import LayerOptions
+from modules.shared.k8s import resources, secret
+from modules.shared.markers import Generated
+from modules.shared.offers import BucketStore, Database, Metrics, Tracking
+from modules.shared.parts import KubeObject, Workload
 
 RELEASE = "mlflow"
 DB_SECRET = "mlflow-db"
@@ -26,7 +29,7 @@ AUTH_DB = "mlflow_auth"
 AUTH_DB_SECRET = "mlflow-auth-db"
 PORT = 80
 
-_SIZES = {"laptop": ("100m", "512Mi", "1536Mi"), "production": ("500m", "1Gi", "4Gi")}
+_SIZES = {"small": ("100m", "512Mi", "1536Mi"), "large": ("500m", "1Gi", "4Gi")}
 
 
 class MlflowOptions(LayerOptions):
@@ -39,24 +42,23 @@ class Mlflow(Layer):
     name = "mlflow"
     component = "Mlflow"
     description = "MLflow tracking server and model registry on PostgreSQL, artifacts in the object store."
+    core = True
     chart = "mlflow"
     requires = ("postgres", "object-store")
     # The chart renders its ServiceMonitor only when the Prometheus CRDs exist at install time.
-    after = ("observability",)
-    install_after = ("observability",)
+    after = {"observability": "install"}
+    offers = (Tracking,)
     databases = ("mlflow",)
     buckets = {"mlflow": "rw"}
     Options = MlflowOptions
     default_namespace = "mlflow"
 
-    @classmethod
-    def database_needs(cls, spec: PlatformSpec) -> tuple[str, ...]:
+    def database_needs(self) -> tuple[str, ...]:
         # Auth users and permissions live in their own database, so they survive restarts and replicas share them.
-        return ("mlflow", AUTH_DB) if spec.layer(cls.name).auth else ("mlflow",)
+        return ("mlflow", AUTH_DB) if self.options.auth else ("mlflow",)
 
-    @classmethod
-    def service_accounts(cls, spec: PlatformSpec) -> tuple[tuple[str, str], ...]:
-        return ((cls.layer_namespace(spec), RELEASE),)  # the chart's ServiceAccount is its fullname
+    def service_accounts(self) -> tuple[tuple[str, str], ...]:
+        return ((self.namespace, RELEASE),)  # the chart's ServiceAccount is its fullname
 
     @property
     def tracking_uri(self) -> str:
@@ -66,19 +68,19 @@ class Mlflow(Layer):
     def scraped(self) -> bool:
         """Prometheus scrapes MLflow when the observability layer runs (not with auth: the chart's
         ServiceMonitor cannot send credentials and /metrics is behind basic auth)."""
-        return "observability" in self.peers and not self.options.auth
+        return self.peers.get(Metrics) is not None and not self.options.auth
 
     def credentials(self) -> list[str]:
         return ["flask-secret-key"] + (["admin-password"] if self.options.auth else [])
 
-    def admin_password(self) -> Generated:
-        return Generated(self.name, "admin-password")
+    def admin_password(self) -> Generated | None:
+        return Generated(self.name, "admin-password") if self.options.auth else None
 
     def _store(self):
-        return self.peer("object-store").access(self.name)
+        return self.peers.need(BucketStore).access(self.name)
 
     def values(self) -> dict[str, Any]:
-        pg = self.peer("postgres")
+        pg = self.peers.need(Database)
         store = self._store()
         ns = self.namespace
         # MLflow 3 rejects Host headers it does not know; list the service names clients use.
@@ -89,7 +91,7 @@ class Mlflow(Layer):
         allowed = sorted({h2 for h in hosts for h2 in (h, f"{h}:*")} | set(self.options.allowedHosts))
         values: dict[str, Any] = {
             "replicaCount": self.profile.replicas,
-            "resources": resources(*_SIZES[self.profile.name]),
+            "resources": resources(*_SIZES[self.profile.size]),
             "backendStore": {
                 "databaseMigration": True,
                 "databaseConnectionCheck": True,
@@ -132,16 +134,16 @@ class Mlflow(Layer):
         return values
 
     def workloads(self) -> list[Workload]:
-        cpu, mem, _ = _SIZES[self.profile.name]
+        cpu, mem, _ = _SIZES[self.profile.size]
         return [Workload("mlflow", cpu, mem, self.profile.replicas)]
 
     def objects(self) -> list[KubeObject]:
         ns = self.namespace
-        pg = self.peer("postgres")
+        pg = self.peers.need(Database)
         store = self._store()
 
         def before_chart(name: str, data: dict[str, Any], type_: str = "Opaque") -> KubeObject:
-            return KubeObject(secret(name, ns, data, type_), before_chart=True)
+            return KubeObject(secret(name, ns, data, type_), phase="before-install")
 
         out = [
             before_chart(DB_SECRET, {"username": "mlflow", "password": pg.password("mlflow")}, "kubernetes.io/basic-auth"),

@@ -15,15 +15,16 @@ buckets, and each layer reaches them through its workload identity, never static
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import Field
 
-from addons.base import Generated, KubeObject, Layer, Release, Template, Workload, resources
-from modules.config import ConfigError, LayerOptions, PlatformSpec, Quantity, Strict
-from modules.cluster import Capabilities
-from modules.k8s import secret
+from addons.base import Layer
+from modules.shared.config import ConfigError, LayerOptions, Quantity, Strict
+from modules.shared.k8s import resources, secret
+from modules.shared.markers import Generated, Template
+from modules.shared.offers import Access, BucketStore
+from modules.shared.parts import KubeObject, Release, Workload
 
 RELEASE = "object-store"
 CONFIG_SECRET = "object-store-s3-config"  # SeaweedFS identities (key seaweedfs_s3_config)
@@ -31,11 +32,13 @@ S3_PORT = 8333
 REGION = "us-east-1"  # SeaweedFS ignores the region; S3 clients need one
 UID = 1000  # the `seaweed` user of the upstream image
 
-# (cpu, memory, memory limit) per pod
+# (cpu, memory, memory limit) per pod, by profile size. Profiles without `ha` run the all-in-one pod,
+# HA profiles the master/volume/filer/S3 topology.
+_DISTRIBUTED = {"master": ("100m", "256Mi", "512Mi"), "volume": ("250m", "512Mi", "2Gi"),
+                "filer": ("250m", "512Mi", "2Gi"), "s3": ("250m", "256Mi", "1Gi")}
 _SIZES = {
-    "laptop": {"all-in-one": ("100m", "256Mi", "1Gi")},
-    "production": {"master": ("100m", "256Mi", "512Mi"), "volume": ("250m", "512Mi", "2Gi"),
-                   "filer": ("250m", "512Mi", "2Gi"), "s3": ("250m", "256Mi", "1Gi")},
+    "small": {"all-in-one": ("100m", "256Mi", "1Gi"), **_DISTRIBUTED},
+    "large": {"all-in-one": ("500m", "1Gi", "4Gi"), **_DISTRIBUTED},
 }
 _ACTIONS = {"rw": ("Read", "Write", "List", "Tagging"), "ro": ("Read", "List")}
 
@@ -56,62 +59,18 @@ class ObjectStoreOptions(LayerOptions):
                                         "cnai:objectStoreSecretAccessKey) instead of running SeaweedFS")
 
 
-@dataclass(frozen=True)
-class Access:
-    """How one layer reaches its buckets: endpoint, bucket names and either keys or a workload identity."""
-
-    kind: str  # "s3" (SeaweedFS or AWS S3) | "gcs"
-    region: str
-    buckets: dict[str, str]  # platform bucket -> actual bucket name
-    endpoint: str | None = None  # S3 API URL when not AWS itself
-    access_key: str | None = None  # access key id (an identifier, not a secret)
-    secret_key: Generated | None = None
-    annotations: dict[str, str] = field(default_factory=dict)  # ServiceAccount annotations (IRSA / WI)
-
-    @property
-    def scheme(self) -> str:
-        return "gs" if self.kind == "gcs" else "s3"
-
-    def url(self, bucket: str, path: str = "") -> str:
-        return f"{self.scheme}://{self.buckets[bucket]}" + (f"/{path}" if path else "")
-
-    @property
-    def host(self) -> str | None:
-        """The endpoint as host:port (KServe's s3-endpoint annotation)."""
-        return self.endpoint.split("://", 1)[1] if self.endpoint else None
-
-    @property
-    def tls(self) -> bool:
-        return not self.endpoint or self.endpoint.startswith("https://")
-
-    @property
-    def static_keys(self) -> bool:
-        return self.secret_key is not None
-
-    def env(self) -> dict[str, Any]:
-        """AWS SDK environment for this identity (values may be Generated)."""
-        if self.kind != "s3":
-            return {}
-        env: dict[str, Any] = {"AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region}
-        if self.endpoint:
-            env["AWS_ENDPOINT_URL"] = self.endpoint
-        if self.secret_key is not None:
-            env["AWS_ACCESS_KEY_ID"] = self.access_key
-            env["AWS_SECRET_ACCESS_KEY"] = self.secret_key
-        return env
-
-
 class ObjectStore(Layer):
     name = "object-store"
     component = "ObjectStore"
     description = "S3-compatible buckets for artifacts, models and features, one identity per consuming layer."
+    core = True
+    offers = (BucketStore,)
     Options = ObjectStoreOptions
     default_namespace = "object-store"
     chart = "seaweedfs"
 
-    @classmethod
-    def validate(cls, spec: PlatformSpec, caps: Capabilities) -> None:
-        opts = spec.layer(cls.name)
+    def validate(self) -> None:
+        opts, caps, spec = self.options, self.caps, self.spec
         if caps.cloud_storage and (opts.size or opts.storageClass):
             raise ConfigError("cnai:layers.object-store.size: this cluster's buckets are cloud buckets; "
                               "size and storageClass apply only to the in-cluster store")
@@ -129,18 +88,25 @@ class ObjectStore(Layer):
 
     def consumers(self) -> dict[str, dict[str, str]]:
         """Enabled layers that use buckets -> {bucket: access}."""
-        return {name: needs for name, layer in sorted(self.peers.items()) if (needs := layer.bucket_needs(self.spec))}
+        return {layer.name: needs for layer in sorted(self.peers, key=lambda p: p.name) if (needs := layer.bucket_needs())}
 
     def bucket_names(self) -> list[str]:
         return sorted({b for buckets in self.consumers().values() for b in buckets})
 
     @property
     def endpoint(self) -> str:
-        svc = f"{RELEASE}-seaweedfs-all-in-one" if self.profile.name == "laptop" else f"{RELEASE}-seaweedfs-s3"
+        """The in-cluster store's S3 API: the all-in-one pod, or the S3 gateways of the HA topology."""
+        svc = f"{RELEASE}-seaweedfs-s3" if self.profile.ha else f"{RELEASE}-seaweedfs-all-in-one"
         return f"http://{svc}.{self.namespace}.svc.cluster.local:{S3_PORT}"
 
+    @property
+    def client_endpoint(self) -> str | None:
+        if self.caps.cloud_storage:
+            return None
+        return self.options.external.endpoint if self.options.external else self.endpoint
+
     def access(self, layer: str) -> Access:
-        wanted = self.peers[layer].bucket_needs(self.spec)
+        wanted = self.consumers().get(layer, {})
         cloud = self.caps.cloud_storage
         if cloud:
             return Access(kind=cloud.kind, region=cloud.region,
@@ -174,9 +140,9 @@ class ObjectStore(Layer):
         }
 
     def values(self) -> dict[str, Any]:
-        sizes = _SIZES[self.profile.name]
-        laptop = self.profile.name == "laptop"
-        size = self.options.size or ("10Gi" if laptop else "100Gi")
+        sizes = _SIZES[self.profile.size]
+        single = not self.profile.ha  # one all-in-one pod instead of master/volume/filer/S3
+        size = self.options.size or ("100Gi" if self.profile.ha else "10Gi")
         pvc = {"type": "persistentVolumeClaim", "size": size, "storageClass": self.options.storageClass}
         buckets = [{"name": b} for b in self.bucket_names()]
         s3 = {"enabled": True, "port": S3_PORT, "enableAuth": True, "existingConfigSecret": CONFIG_SECRET}
@@ -186,7 +152,7 @@ class ObjectStore(Layer):
             # The chart's default ClusterRole lets the store delete pods cluster-wide; not needed here.
             "global": {"seaweedfs": {"createClusterRole": False}},
         }
-        if laptop:
+        if single:
             values["master"] = {"enabled": False}
             values["volume"] = {"enabled": False}
             # Disabled, but the bucket-creation hook Job takes its security contexts from filer.*.
@@ -210,12 +176,12 @@ class ObjectStore(Layer):
     def workloads(self) -> list[Workload]:
         if not self.in_cluster:
             return []
-        if self.profile.name == "laptop":
-            cpu, mem, _ = _SIZES["laptop"]["all-in-one"]
+        sizes = _SIZES[self.profile.size]
+        if not self.profile.ha:
+            cpu, mem, _ = sizes["all-in-one"]
             return [Workload("seaweedfs-all-in-one", cpu, mem)]
         counts = {"master": 3, "volume": 2, "filer": 1, "s3": 2}
-        return [Workload(f"seaweedfs-{part}", s[0], s[1], counts[part])
-                for part, s in _SIZES["production"].items()]
+        return [Workload(f"seaweedfs-{part}", *sizes[part][:2], count) for part, count in counts.items()]
 
     def objects(self) -> list[KubeObject]:
         if not self.in_cluster:
@@ -231,7 +197,7 @@ class ObjectStore(Layer):
             })
         config = json.dumps({"identities": identities}, indent=1, sort_keys=True)
         identities_secret = secret(CONFIG_SECRET, self.namespace, {"seaweedfs_s3_config": Template.of(config, **refs)})
-        return [KubeObject(identities_secret, before_chart=True)]
+        return [KubeObject(identities_secret, phase="before-install")]
 
     def outputs(self) -> dict[str, Any]:
         if self.options.external:

@@ -21,9 +21,13 @@ from typing import Any
 
 from pydantic import Field
 
-from addons.base import Generated, KubeObject, Layer, Release, Workload, resources
-from modules.config import LayerOptions
-from modules.k8s import MANAGED_BY, secret
+from addons.base import Layer
+from modules.shared.config import LayerOptions
+from modules.shared.k8s import resources, secret
+from modules.shared.labels import MANAGED_BY
+from modules.shared.markers import Generated
+from modules.shared.offers import Metrics
+from modules.shared.parts import KubeObject, Release, Workload
 
 RELEASE = "observability"
 OTEL_RELEASE = "otel-collector"  # also the collector's Service name (fullnameOverride)
@@ -32,9 +36,9 @@ ADMIN_SECRET = "grafana-admin"
 DASHBOARD_LABEL = "grafana_dashboard"
 
 _SIZES = {
-    "laptop": {"prometheus": ("100m", "256Mi", "2Gi"), "operator": ("20m", "64Mi", "256Mi"),
+    "small": {"prometheus": ("100m", "256Mi", "2Gi"), "operator": ("20m", "64Mi", "256Mi"),
                "retention": "1d", "storage": "5Gi", "collector": ("50m", "128Mi", "256Mi")},
-    "production": {"prometheus": ("500m", "2Gi", "8Gi"), "operator": ("100m", "128Mi", "512Mi"),
+    "large": {"prometheus": ("500m", "2Gi", "8Gi"), "operator": ("100m", "128Mi", "512Mi"),
                    "retention": "15d", "storage": "100Gi", "collector": ("200m", "512Mi", "1Gi")},
 }
 
@@ -89,7 +93,7 @@ DASHBOARDS = {
 class ObservabilityOptions(LayerOptions):
     retention: str = Field("", pattern=r"^([0-9]+[hdwy])?$", description="metrics retention (default: 1d laptop, 15d production)")
     storageSize: str = Field("", description="Prometheus volume (default: 5Gi laptop, 100Gi production)")
-    alertmanager: bool | None = Field(None, description="run Alertmanager (default: production only)")
+    alertmanager: bool | None = Field(None, description="run Alertmanager (default: on HA profiles, i.e. production)")
     otelCollector: bool = Field(False, description="run an OpenTelemetry Collector (OTLP in; metrics to Prometheus)")
 
 
@@ -104,8 +108,10 @@ class Observability(Layer):
     name = "observability"
     component = "Observability"
     description = "Prometheus and Grafana with GPU, Kueue and platform dashboards; scrapes every ServiceMonitor."
+    core = True
     chart = "kube-prometheus-stack"
     extra_charts = ("opentelemetry-collector",)
+    offers = (Metrics,)
     Options = ObservabilityOptions
     default_namespace = "monitoring"
     pod_security = "privileged"
@@ -132,7 +138,7 @@ class Observability(Layer):
         return out
 
     def _collector_values(self) -> dict[str, Any]:
-        size = _SIZES[self.profile.name]["collector"]
+        size = _SIZES[self.profile.size]["collector"]
         pipeline = lambda exporters: {"receivers": ["otlp"], "processors": ["memory_limiter", "batch"],  # noqa: E731
                                       "exporters": exporters}
         return {
@@ -162,9 +168,8 @@ class Observability(Layer):
         }
 
     def values(self) -> dict[str, Any]:
-        size = _SIZES[self.profile.name]
-        alertmanager = self.options.alertmanager if self.options.alertmanager is not None \
-            else self.profile.name == "production"
+        size = _SIZES[self.profile.size]
+        alertmanager = self.options.alertmanager if self.options.alertmanager is not None else self.profile.ha
         volume = {"volumeClaimTemplate": {"spec": {
             "accessModes": ["ReadWriteOnce"],
             "resources": {"requests": {"storage": self.options.storageSize or size["storage"]}}}}}
@@ -199,16 +204,16 @@ class Observability(Layer):
     def objects(self) -> list[KubeObject]:
         ns, labels = self.namespace, dict(MANAGED_BY)
         admin = {"admin-user": "admin", "admin-password": Generated(self.name, "grafana-admin-password")}
-        out = [KubeObject(secret(ADMIN_SECRET, ns, admin), before_chart=True)]
+        out = [KubeObject(secret(ADMIN_SECRET, ns, admin), phase="before-install")]
         for name, dashboard in DASHBOARDS.items():
             out.append(KubeObject({"apiVersion": "v1", "kind": "ConfigMap",
                                    "metadata": {"name": name, "namespace": ns,
                                                 "labels": {**labels, DASHBOARD_LABEL: "1"}},
-                                   "data": {f"{name}.json": dashboard}}, before_chart=True))
+                                   "data": {f"{name}.json": dashboard}}, phase="before-install"))
         return out
 
     def workloads(self) -> list[Workload]:
-        size = _SIZES[self.profile.name]
+        size = _SIZES[self.profile.size]
         out = [Workload("prometheus", *size["prometheus"][:2]), Workload("prometheus-operator", *size["operator"][:2]),
                Workload("grafana", "0", "0")]  # subchart default: no requests
         if self.options.otelCollector:

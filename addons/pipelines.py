@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from addons.base import Layer, Workload
+from addons.base import Layer
+from modules.shared.offers import PipelinesApi
+from modules.shared.parts import Workload
 
 API_PORT = 8888
 
@@ -21,7 +23,9 @@ class Pipelines(Layer):
     name = "pipelines"
     component = "Pipelines"
     description = "Kubeflow Pipelines: ML workflows on Argo, with its own MySQL and artifact store."
+    core = True
     manifests = ("pipelines-cluster", "pipelines")
+    offers = (PipelinesApi,)
     default_namespace = "kubeflow"
     pod_security = "baseline"
     pod_security_reason = "pipeline run pods set no securityContext unless every pipeline sets one"

@@ -26,11 +26,15 @@ from typing import Any
 
 from pydantic import Field
 
-from addons.base import Generated, KubeObject, Layer, Release, Workload, ref, resources
-from modules.config import ConfigError, LayerOptions, PlatformSpec, Quantity
-from modules.cluster import CLUSTER_VALUES, PG_ADDRESS, PG_ADMIN_PASSWORD, PG_ADMIN_USER, Capabilities
-from modules.k8s import MANAGED_BY, secret
-from modules.versions import VERSIONS
+from addons.base import Layer
+from modules.clusters.contract import PG_ADDRESS, PG_ADMIN_PASSWORD, PG_ADMIN_USER, ManagedDatabase, Request
+from modules.shared.config import ConfigError, LayerOptions, Quantity
+from modules.shared.k8s import resources, secret
+from modules.shared.labels import MANAGED_BY
+from modules.shared.markers import CLUSTER_VALUES, Generated
+from modules.shared.offers import BucketStore, Database
+from modules.shared.parts import KubeObject, Release, Workload, ref
+from modules.shared.versions import VERSIONS
 
 API = "postgresql.cnpg.io/v1"
 CLUSTER = "platform-db"
@@ -45,9 +49,9 @@ POSTGRES_UID = 26  # the postgres user of the CloudNativePG images
 
 # operator (cpu, memory, memory limit) and per PostgreSQL instance
 _SIZES = {
-    "laptop": {"operator": ("50m", "96Mi", "256Mi"), "instance": ("100m", "256Mi", "1Gi"), "instances": 1,
+    "small": {"operator": ("50m", "96Mi", "256Mi"), "instance": ("100m", "256Mi", "1Gi"), "instances": 1,
                "storage": "5Gi"},
-    "production": {"operator": ("100m", "128Mi", "512Mi"), "instance": ("1", "2Gi", "4Gi"), "instances": 3,
+    "large": {"operator": ("100m", "128Mi", "512Mi"), "instance": ("1", "2Gi", "4Gi"), "instances": 3,
                    "storage": "50Gi"},
 }
 
@@ -68,16 +72,20 @@ class Postgres(Layer):
     name = "postgres"
     component = "Postgres"
     description = "CloudNativePG operator and the platform's PostgreSQL cluster, one database and role per layer."
+    core = True
     chart = "cloudnative-pg"
     requires = ("cert-manager",)  # the backup plugin's TLS
-    after = ("object-store",)  # backup credentials
+    after = {"object-store": "objects"}  # backup credentials
     extra_charts = ("plugin-barman-cloud",)
+    offers = (Database,)
     Options = PostgresOptions
     default_namespace = "postgres"
 
-    @classmethod
-    def validate(cls, spec: PlatformSpec, caps: Capabilities) -> None:
-        opts = spec.layer(cls.name)
+    def cluster_requests(self) -> list[Request]:
+        return super().cluster_requests() + ([ManagedDatabase()] if self.options.managed else [])
+
+    def validate(self) -> None:
+        opts, caps, spec = self.options, self.caps, self.spec
         if opts.managed:
             if not caps.managed_postgres:
                 raise ConfigError("cnai:layers.postgres.managed: this cluster offers no managed PostgreSQL "
@@ -87,7 +95,7 @@ class Postgres(Layer):
                     raise ConfigError(f"cnai:layers.postgres.{key}: sizes the in-cluster CloudNativePG cluster; with "
                                       f"managed: true size the instance in cnai:{spec.environment}.database")
             return
-        if opts.backups and not spec.layer("object-store").enabled:
+        if opts.backups and self.peers.get(BucketStore) is None:
             raise ConfigError("cnai:layers.postgres.backups: backups go to the object-store layer, which is disabled "
                               "(enable it or set backups: false)")
         if opts.instances and opts.instances > 1 and caps.nodes < 2:
@@ -107,10 +115,12 @@ class Postgres(Layer):
             return Generated(CLUSTER_VALUES, PG_ADDRESS, secret=False)
         return f"{CLUSTER}-rw.{self.namespace}.svc.cluster.local"
 
-    port = PORT
+    @property
+    def port(self) -> int:
+        return PORT
 
     def database_names(self) -> list[str]:
-        return sorted({db for layer in self.peers.values() for db in layer.database_needs(self.spec)})
+        return sorted({db for layer in self.peers for db in layer.database_needs()})
 
     @staticmethod
     def secret_name(database: str) -> str:
@@ -121,19 +131,16 @@ class Postgres(Layer):
         """The generated password of the role owning `database` (role name = database name)."""
         return Generated(self.name, f"role-{database}")
 
-    @classmethod
-    def bucket_needs(cls, spec: PlatformSpec) -> dict[str, str]:
-        opts = spec.layer(cls.name)
-        return {BACKUP_BUCKET: "rw"} if opts.backups and not opts.managed else {}
+    def bucket_needs(self) -> dict[str, str]:
+        return {BACKUP_BUCKET: "rw"} if self.options.backups and not self.options.managed else {}
 
-    @classmethod
-    def service_accounts(cls, spec: PlatformSpec) -> tuple[tuple[str, str], ...]:
-        return ((cls.layer_namespace(spec), CLUSTER),)  # CloudNativePG runs instances as the cluster's name
+    def service_accounts(self) -> tuple[tuple[str, str], ...]:
+        return ((self.namespace, CLUSTER),)  # CloudNativePG runs instances as the cluster's name
 
     # -- deployment ------------------------------------------------------------------------------
     @property
     def instances(self) -> int:
-        return self.options.instances or _SIZES[self.profile.name]["instances"]
+        return self.options.instances or _SIZES[self.profile.size]["instances"]
 
     def credentials(self) -> list[str]:
         return [f"role-{db}" for db in self.database_names()]
@@ -145,11 +152,11 @@ class Postgres(Layer):
         if self.options.backups:
             # Same namespace as the operator, which the plugin requires.
             out.append(Release("plugin-barman-cloud", "barman-cloud", {
-                "resources": resources(*_SIZES[self.profile.name]["operator"]), "crds": {"create": True}}))
+                "resources": resources(*_SIZES[self.profile.size]["operator"]), "crds": {"create": True}}))
         return out
 
     def values(self) -> dict[str, Any]:
-        size = _SIZES[self.profile.name]
+        size = _SIZES[self.profile.size]
         return {
             "replicaCount": self.profile.replicas,
             "resources": resources(*size["operator"]),
@@ -160,7 +167,7 @@ class Postgres(Layer):
     def workloads(self) -> list[Workload]:
         if self.managed:
             return []  # the instance runs outside the cluster; the roles Job is short-lived
-        size = _SIZES[self.profile.name]
+        size = _SIZES[self.profile.size]
         op, inst = size["operator"], size["instance"]
         out = [Workload("cnpg-operator", op[0], op[1], self.profile.replicas),
                Workload(f"{CLUSTER}-instance", inst[0], inst[1], self.instances)]
@@ -170,7 +177,7 @@ class Postgres(Layer):
 
     def _backup_objects(self) -> tuple[list[KubeObject], dict[str, Any]]:
         """The ObjectStore (and its key Secret), and the Cluster fields that archive to it."""
-        store = self.peer("object-store").access(self.name)
+        store = self.peers.need(BucketStore).access(self.name)
         ns, labels = self.namespace, dict(MANAGED_BY)
         out: list[KubeObject] = []
         config: dict[str, Any] = {"destinationPath": store.url(BACKUP_BUCKET),
@@ -180,7 +187,7 @@ class Postgres(Layer):
             config["googleCredentials"] = {"gkeEnvironment": True}
         elif store.static_keys:
             keys = {"ACCESS_KEY_ID": store.access_key, "ACCESS_SECRET_KEY": store.secret_key}
-            out.append(KubeObject(secret(BACKUP_SECRET, ns, keys), needs_after=True))
+            out.append(KubeObject(secret(BACKUP_SECRET, ns, keys), phase="after-peers"))
             config["s3Credentials"] = {"accessKeyId": {"name": BACKUP_SECRET, "key": "ACCESS_KEY_ID"},
                                        "secretAccessKey": {"name": BACKUP_SECRET, "key": "ACCESS_SECRET_KEY"}}
         else:
@@ -193,7 +200,7 @@ class Postgres(Layer):
                 {"name": "AWS_RESPONSE_CHECKSUM_VALIDATION", "value": "when_required"}]}
         out.append(KubeObject({"apiVersion": "barmancloud.cnpg.io/v1", "kind": "ObjectStore",
                                "metadata": {"name": BACKUP_STORE, "namespace": ns, "labels": labels}, "spec": spec},
-                              needs_chart=True, needs_after=True, wait_for=tuple(o.ref for o in out)))
+                              phase="after-all", wait_for=tuple(o.ref for o in out)))
         cluster_fields: dict[str, Any] = {"plugins": [{"name": BARMAN_PLUGIN, "isWALArchiver": True,
                                                        "parameters": {"barmanObjectName": BACKUP_STORE}}]}
         if store.annotations:  # the instances' ServiceAccount carries the cloud identity
@@ -249,7 +256,7 @@ class Postgres(Layer):
     def objects(self) -> list[KubeObject]:
         if self.managed:
             return self._managed_objects()
-        size = _SIZES[self.profile.name]
+        size = _SIZES[self.profile.size]
         ns = self.namespace
         meta = lambda name, **extra: {"name": name, "namespace": ns, "labels": {**MANAGED_BY, **extra}}  # noqa: E731
         out: list[KubeObject] = []
@@ -279,8 +286,8 @@ class Postgres(Layer):
                 **backup_fields,
             },
         }
-        # The cluster holds every layer's data: in production `pulumi destroy` must be deliberate.
-        out.append(KubeObject(cluster, needs_chart=True, protect=self.profile.name == "production",
+        # The cluster holds every layer's data: where the profile protects state, `pulumi destroy` must be deliberate.
+        out.append(KubeObject(cluster, phase="after-install", protect=self.profile.protect_state,
                               wait_for=tuple(o.ref for o in out)))
         for db in self.database_names():
             out.append(KubeObject({
@@ -288,7 +295,7 @@ class Postgres(Layer):
                 # retain: deleting the resource keeps the data; dropping a database is a manual act.
                 "spec": {"name": db, "owner": db, "cluster": {"name": CLUSTER}, "ensure": "present",
                          "databaseReclaimPolicy": "retain"},
-            }, needs_chart=True, wait_for=(ref(cluster),)))
+            }, phase="after-install", wait_for=(ref(cluster),)))
         if self.options.backups:
             out.append(KubeObject({
                 "apiVersion": API, "kind": "ScheduledBackup",
@@ -296,7 +303,7 @@ class Postgres(Layer):
                 "spec": {"cluster": {"name": CLUSTER}, "schedule": self.options.backupSchedule, "immediate": True,
                          "method": "plugin", "pluginConfiguration": {"name": BARMAN_PLUGIN},
                          "backupOwnerReference": "self"},
-            }, needs_chart=True, wait_for=(ref(cluster),)))
+            }, phase="after-install", wait_for=(ref(cluster),)))
         return out
 
     def outputs(self) -> dict[str, Any]:

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from addons.base import KubeObject, Layer
-from addons.katib import INJECTION_LABEL
-from addons.kubeflow_platform import PROFILE_LABELS
-from addons.kueue import LOCAL_QUEUE, QUEUE_NS_LABEL
-from modules.cluster import GPU_RESOURCE, Capabilities
-from modules.config import ConfigError, PlatformSpec
-from modules.k8s import MANAGED_BY, PLATFORM_LABEL, TEAM_LABEL, namespace, pod_security
+from addons.base import Layer
+from modules.clusters.contract import GPU_RESOURCE
+from modules.shared.config import ConfigError, Team
+from modules.shared.k8s import namespace, pod_security
+from modules.shared.labels import MANAGED_BY, PLATFORM_LABEL, TEAM_LABEL
+from modules.shared.offers import TeamDirectory
+from modules.shared.parts import KubeObject
 
 _PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"]
 
@@ -30,9 +30,14 @@ class Teams(Layer):
     name = "teams"
     component = "Teams"
     description = "Namespace per team with quota, limits, default-deny networking and RBAC for the team's group."
+    core = True
+    offers = (TeamDirectory,)
 
-    @classmethod
-    def validate(cls, spec: PlatformSpec, caps: Capabilities) -> None:
+    def all_teams(self) -> tuple[Team, ...]:
+        return tuple(self.spec.teams)
+
+    def validate(self) -> None:
+        spec = self.spec
         seen: set[str] = set()
         for i, team in enumerate(spec.teams):
             if team.name in seen:
@@ -48,21 +53,18 @@ class Teams(Layer):
             out += [KubeObject(m) for m in self.team_objects(team)]
         return out
 
-    def _namespace_labels(self) -> dict[str, str]:
-        """Labels other layers need on team namespaces (Kueue admits from them; Katib injects its collector;
-        with the Kubeflow platform, pods get Istio sidecars and PodDefaults as in a profile namespace)."""
-        labels = {INJECTION_LABEL: "enabled"} if "katib" in self.peers else {}
-        if "kueue" in self.peers:
-            labels[QUEUE_NS_LABEL] = LOCAL_QUEUE  # may submit to the platform ClusterQueue
-        if "kubeflow-platform" in self.peers:
-            labels.update(PROFILE_LABELS)
-        return labels
+    def _peer_metadata(self, team: Team) -> tuple[dict[str, str], dict[str, str]]:
+        """Labels and annotations other layers need on the team's namespace (`Layer.team_namespace`:
+        Kueue admits from it, Katib injects its collector, the Kubeflow platform adopts it as a profile)."""
+        labels: dict[str, str] = {}
+        annotations: dict[str, str] = {}
+        for layer in self.peers:
+            more_labels, more_annotations = layer.team_namespace(team)
+            labels.update(more_labels)
+            annotations.update(more_annotations)
+        return labels, annotations
 
-    def _namespace_annotations(self, team) -> dict[str, str] | None:
-        # The profile controller adopts an existing namespace only if this names the profile's owner.
-        return {"owner": team.owner.lower()} if "kubeflow-platform" in self.peers else None
-
-    def team_objects(self, team) -> list[dict[str, Any]]:
+    def team_objects(self, team: Team) -> list[dict[str, Any]]:
         ns = team.namespace
         labels = {**MANAGED_BY, TEAM_LABEL: team.name}
 
@@ -70,12 +72,12 @@ class Teams(Layer):
             return {"name": name, "namespace": ns, "labels": labels}
 
         q = team.quota
+        peer_labels, peer_annotations = self._peer_metadata(team)
         hard = {"requests.cpu": q.cpu, "requests.memory": q.memory, "limits.memory": q.memory,
                 "pods": str(q.pods), "requests.storage": q.storage, f"requests.{GPU_RESOURCE}": str(q.gpu)}
         p = self.profile
         objs: list[dict[str, Any]] = [
-            namespace(ns, {TEAM_LABEL: team.name, **pod_security("baseline"), **self._namespace_labels()},
-                      self._namespace_annotations(team)),
+            namespace(ns, {TEAM_LABEL: team.name, **pod_security("baseline"), **peer_labels}, peer_annotations or None),
             {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": meta("team-quota"), "spec": {"hard": hard}},
             {"apiVersion": "v1", "kind": "LimitRange", "metadata": meta("container-defaults"),
              "spec": {"limits": [{"type": "Container", "defaultRequest": dict(p.container_request),

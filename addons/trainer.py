@@ -14,15 +14,17 @@ from typing import Any
 
 from pydantic import Field
 
-from addons.base import KubeObject, Layer, Workload, resources
-from addons.kueue import LOCAL_QUEUE, QUEUE_LABEL
-from modules.config import LayerOptions
-from modules.k8s import MANAGED_BY, edit_role
+from addons.base import Layer
+from modules.shared.config import LayerOptions
+from modules.shared.k8s import edit_role, resources
+from modules.shared.labels import MANAGED_BY
+from modules.shared.offers import Queueing
+from modules.shared.parts import KubeObject, Workload
 
 API = "trainer.kubeflow.org/v1alpha1"
 EXAMPLE = "example-torch"
 RUNTIME = "torch-distributed"
-_MANAGER = {"laptop": ("50m", "128Mi", "512Mi"), "production": ("100m", "300Mi", "1Gi")}
+_MANAGER = {"small": ("50m", "128Mi", "512Mi"), "large": ("100m", "300Mi", "1Gi")}
 _JOBSET = ("500m", "128Mi")  # the JobSet subchart's own default requests
 # Trains y = Xw + b with gloo on one CPU process; prints the final loss (read by the smoke test).
 _SCRIPT = """import torch, torch.distributed as dist
@@ -45,15 +47,16 @@ class Trainer(Layer):
     name = "trainer"
     component = "Trainer"
     description = "Kubeflow Trainer: TrainJobs on ClusterTrainingRuntimes (PyTorch, DeepSpeed, JAX...), queued by Kueue."
+    core = True
     chart = "kubeflow-trainer"
     manifests = ("trainer-runtimes",)
-    after = ("teams", "kueue")
+    after = {"teams": "objects", "kueue": "objects"}
     Options = TrainerOptions
     default_namespace = "kubeflow-system"
 
     def values(self) -> dict[str, Any]:
         return {
-            "manager": {"replicas": self.profile.replicas, "resources": resources(*_MANAGER[self.profile.name])},
+            "manager": {"replicas": self.profile.replicas, "resources": resources(*_MANAGER[self.profile.size])},
             "jobset": {"install": True},
             "crds": {"enabled": True},
             # Runtimes come from the pinned overlay, not from the chart's installer hook.
@@ -62,20 +65,19 @@ class Trainer(Layer):
 
     def objects(self) -> list[KubeObject]:
         out = [KubeObject(edit_role("cnai-trainer-edit", "trainer.kubeflow.org", ["trainjobs", "trainingruntimes"],
-                                 ["trainjobs"]), needs_chart=True)]
+                                 ["trainjobs"]), phase="after-install")]
         ns = self.first_team_namespace()
         if not (self.options.example and ns):
             return out
-        labels = dict(MANAGED_BY)
-        if "kueue" in self.peers:
-            labels[QUEUE_LABEL] = LOCAL_QUEUE
+        queueing = self.peers.get(Queueing)
+        labels = {**MANAGED_BY, **(queueing.workload_labels() if queueing else {})}
         job = {
             "apiVersion": API, "kind": "TrainJob",
             "metadata": {"name": EXAMPLE, "namespace": ns, "labels": labels},
             "spec": {
                 "runtimeRef": {"apiGroup": "trainer.kubeflow.org", "kind": "ClusterTrainingRuntime", "name": RUNTIME},
                 # Created suspended; Kueue un-suspends it when the team's queue admits it.
-                "suspend": "kueue" in self.peers,
+                "suspend": queueing is not None,
                 "trainer": {
                     "numNodes": 1, "numProcPerNode": 1,
                     "command": ["torchrun", "--no-python", "python3", "-c", _SCRIPT],
@@ -85,12 +87,12 @@ class Trainer(Layer):
             },
         }
         # Kueue owns suspend and adds its placement as a runtime patch after admission.
-        out.append(KubeObject(job, needs_chart=True, needs_after=True,
+        out.append(KubeObject(job, phase="after-all",
                               ignore_changes=("spec.suspend", "spec.runtimePatches")))
         return out
 
     def workloads(self) -> list[Workload]:
-        cpu, mem, _ = _MANAGER[self.profile.name]
+        cpu, mem, _ = _MANAGER[self.profile.size]
         return [Workload("trainer-controller-manager", cpu, mem, self.profile.replicas),
                 Workload("jobset-controller-manager", *_JOBSET)]
 

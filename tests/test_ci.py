@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from addons import LAYERS
-from modules.versions import ROOT
+from engine.registry import LAYERS
+from modules.shared.versions import ROOT
 from tools import ci
 from tools.harness import run
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from modules.config import ConfigError
+from modules.shared.config import ConfigError
 from tests.conftest import evaluate, secret_data, values_of
 from tools.harness import ACCOUNT, normalize, run
 

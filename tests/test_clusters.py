@@ -9,9 +9,9 @@ import subprocess
 import pytest
 import yaml
 
-from modules.config import ConfigError
+from modules.shared.config import ConfigError
 
-from modules.kind import HERE as KIND_DIR
+from modules.clusters.kind import HERE as KIND_DIR
 from tests.conftest import evaluate
 from tools.harness import normalize
 

@@ -10,8 +10,8 @@ import pulumi
 import pytest
 import yaml
 
-from modules.config import ConfigError
-from modules.program import SpecModel
+from modules.shared.config import ConfigError
+from engine.registry import SpecModel
 from tools.harness import ROOT, run, stack_config
 
 BAD = [
@@ -43,7 +43,7 @@ BAD = [
     ({"cnai:layers": {"gpu-operator": {"namespace": "GPU"}}}, "cnai:layers.gpu-operator.namespace", "namespace name"),
     ({"cnai:environment": "existing", "cnai:gpu": {"enabled": True}}, "cnai:existing.gpuNodes", "at least 1"),
     ({"cnai:layers": {"mlflow": {"enabled": False}}}, "cnai:layers.kserve.example", "needs layer mlflow"),
-    ({"cnai:layers": {"object-store": {"enabled": False}}}, "cnai:layers.mlflow.enabled", "requires object-store"),
+    ({"cnai:layers": {"object-store": {"enabled": False}}}, "cnai:layers.feast.enabled", "requires object-store"),
     ({"cnai:layers": {"object-store": {"enabled": False}, "feast": {"enabled": False}, "mlflow": {"enabled": False},
                       "kserve": {"example": False}}}, "cnai:layers.postgres.backups", "object-store layer"),
     ({"cnai:layers": {"postgres": {"instances": 3}}}, "cnai:layers.postgres.instances", "at least 2 worker nodes"),
@@ -70,11 +70,12 @@ def test_bad_config_is_one_line_naming_the_key(overrides, key, fragment):
 
 
 def test_a_disabled_requirement_is_rejected(monkeypatch):
-    from addons import LAYERS
+    from engine.registry import LAYERS
 
     monkeypatch.setattr(LAYERS["kueue"], "requires", ("cert-manager",))
+    off = {"enabled": False}  # the other layers that need cert-manager
     with pytest.raises(ConfigError, match=r"^cnai:layers.kueue.enabled: layer kueue requires cert-manager, which is disabled"):
-        run("kind", {"cnai:layers": {"cert-manager": {"enabled": False}}})
+        run("kind", {"cnai:layers": {n: off for n in ("cert-manager", "kserve", "postgres", "mlflow", "feast")}})
 
 
 def test_bad_config_registers_nothing_and_pulumi_up_gets_one_line():

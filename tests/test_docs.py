@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from addons import LAYERS
-from modules.program import CLUSTERS
-from modules.versions import ROOT
+from engine.registry import LAYERS
+from engine.registry import CLUSTERS
+from modules.shared.versions import ROOT
 from tools import docs
 
 
@@ -36,7 +36,7 @@ def test_configuration_reference_lists_every_layer_option():
 
 
 def test_every_layer_page_names_its_pinned_versions():
-    from modules.versions import VERSIONS
+    from modules.shared.versions import VERSIONS
 
     for name, cls in LAYERS.items():
         text = (ROOT / "docs" / "layers" / f"{name}.md").read_text()

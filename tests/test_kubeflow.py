@@ -46,7 +46,7 @@ def test_team_members_may_create_trainjobs():
 def test_local_kustomizations_pin_the_versions_table():
     import yaml
 
-    from modules.versions import ROOT, VERSIONS
+    from modules.shared.versions import ROOT, VERSIONS
     from tools.kustomize_check import remote_refs
 
     for key, man in VERSIONS.manifests.items():
@@ -89,7 +89,7 @@ def test_kustomize_check_points_every_remote_entry_at_the_local_copy():
     recognise every remote entry they have, or a pin bump would go unchecked."""
     import yaml
 
-    from modules.versions import ROOT, VERSIONS
+    from modules.shared.versions import ROOT, VERSIONS
     from tools.kustomize_check import localize, remote_refs
 
     for key, man in VERSIONS.manifests.items():

@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from addons.kubeflow_platform import contributor_binding_name, dex_env
-from modules.config import ConfigError
-from modules.versions import ROOT, VERSIONS
+from modules.shared.config import ConfigError
+from modules.shared.versions import ROOT, VERSIONS
 from tests.conftest import evaluate, secret_data
 from tools.harness import mock_bcrypt, mock_password, normalize
 
@@ -170,7 +170,7 @@ def test_bad_team_identities_are_rejected_with_the_key(teams, error):
 
 
 def test_platform_needs_cert_manager():
-    from addons import LAYERS
+    from engine.registry import LAYERS
 
     layers = {n: {"enabled": n in ("kubeflow-platform", "teams")} for n in LAYERS}
     with pytest.raises(ConfigError, match=r"^cnai:layers.kubeflow-platform.enabled: layer kubeflow-platform requires cert-manager"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from addons import LAYERS
+from engine.registry import LAYERS
 from tests.conftest import evaluate, values_of
 from tools.harness import normalize
 
@@ -65,9 +65,7 @@ def test_every_team_gets_a_local_queue_and_isolation(recording):
 
 
 def test_platform_namespaces_carry_pod_security_and_platform_label(recording):
-    from modules.program import resolve
-
-    layers = {layer.name: layer for layer in resolve(recording.spec)[1]}
+    layers = {layer.name: layer for layer in recording.platform.layers}
     declared: dict[str, object] = {}
     for layer in layers.values():  # a namespace several layers share is created by the first of them
         if layer.namespace:

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import pytest
 
-from modules.versions import VERSIONS
+from modules.shared.versions import VERSIONS
 from tests.conftest import evaluate
 from tools.harness import stacks
 
 
 def crd_sources() -> dict[str, set[str]]:
     """CRD group -> names of the releases/manifests that install it."""
-    from addons import LAYERS
+    from engine.registry import LAYERS
 
     out: dict[str, set[str]] = {}
     for cls in LAYERS.values():

@@ -8,8 +8,9 @@ import json
 import pytest
 import yaml
 
-from modules.cluster import CloudStorage
-from modules.program import CLUSTERS, load_spec, resolve
+from engine.program import load_spec, resolve
+from engine.registry import CLUSTERS
+from modules.clusters.contract import CloudStorage, ClusterRequests
 from tests.conftest import evaluate, secret_data, values_of
 from tools.harness import mock_bcrypt, mock_password, normalize, stack_config
 
@@ -160,11 +161,10 @@ def test_production_protects_the_database_and_runs_it_highly_available():
     rec = evaluate("existing")
     cluster = rec.get("kubernetes:postgresql.cnpg.io/v1:Cluster", "cluster-postgres-platform-db")
     assert cluster.inputs["spec"]["instances"] == 3
-    from modules.program import resolve
-    layer = next(l for l in resolve(rec.spec)[1] if l.name == "postgres")
+    layer = next(l for l in rec.platform.layers if l.name == "postgres")
     obj = next(o for o in layer.objects() if o.manifest["kind"] == "Cluster")
     assert obj.protect
-    laptop = next(l for l in resolve(evaluate("kind").spec)[1] if l.name == "postgres")
+    laptop = next(l for l in evaluate("kind").platform.layers if l.name == "postgres")
     assert not next(o for o in laptop.objects() if o.manifest["kind"] == "Cluster").protect
 
 
@@ -182,8 +182,8 @@ GCS = CloudStorage(kind="gcs", region="europe-west4",
 
 def cloud_layers(storage: CloudStorage):
     spec = load_spec(stack_config("kind")[0], "kind")
-    caps = dataclasses.replace(CLUSTERS["kind"].capabilities(spec), cloud_storage=storage)
-    return {layer.name: layer for layer in resolve(spec, caps)[1]}
+    caps = dataclasses.replace(CLUSTERS["kind"].capabilities(spec, ClusterRequests()), cloud_storage=storage)
+    return {layer.name: layer for layer in resolve(spec, caps).layers}
 
 
 def manifests(layer) -> dict:
@@ -300,7 +300,7 @@ def test_feast_offline_store_reads_buckets_with_the_cloud_credential_chain():
 
 
 def test_feast_image_dockerfile_builds_on_the_pinned_upstream_image():
-    from modules.versions import ROOT, VERSIONS
+    from modules.shared.versions import ROOT, VERSIONS
     text = (ROOT / "images" / "feast" / "Dockerfile").read_text()
     assert "FROM ${FEAST_IMAGE}" in text and "s3fs==${v}" in text and "gcsfs==${v}" in text
     make = (ROOT / "Makefile").read_text()

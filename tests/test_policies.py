@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import evaluate
 from tools.harness import normalize, stacks
 
-sys.path.insert(0, str(__import__("modules.versions", fromlist=["ROOT"]).ROOT / "policies"))
+sys.path.insert(0, str(__import__("modules.shared.versions", fromlist=["ROOT"]).ROOT / "policies"))
 from rules import RULES, Res, evaluate as run_rules  # noqa: E402
 
 

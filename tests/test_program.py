@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from addons import LAYERS
-from addons.base import waves
-from modules.program import load_spec
+from engine.registry import LAYERS
+from engine.graph import waves
+from engine.program import load_spec
 from tools.harness import ROOT, stack_config, stacks
 from tools.plan import plan, text
 

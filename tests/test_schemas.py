@@ -11,7 +11,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
-from modules.program import load_spec
+from engine.program import load_spec
 from tests.conftest import UPSTREAM, evaluate
 from tools.harness import normalize, stack_config, stacks
 

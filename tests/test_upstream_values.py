@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from modules.versions import VERSIONS
+from modules.shared.versions import VERSIONS
 from tests.conftest import UPSTREAM, evaluate
 from tools.harness import stacks
 
@@ -69,7 +69,7 @@ def test_every_values_key_exists_upstream(stack, reg):
 
 @pytest.mark.parametrize("stack,reg", list(releases()))
 def test_layers_install_only_the_charts_they_declare(stack, reg):
-    from addons import LAYERS
+    from engine.registry import LAYERS
 
     rec = evaluate(stack)
     layer = LAYERS[rec.layer_of(reg)]

@@ -8,7 +8,7 @@ import sys
 
 import yaml
 
-from modules.versions import ROOT
+from modules.shared.versions import ROOT
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 

@@ -19,7 +19,7 @@ import sys
 
 import yaml
 
-from modules.versions import ROOT
+from modules.shared.versions import ROOT
 
 # GitHub-hosted runners cannot run these on kind: no node groups to scale.
 NOT_ON_KIND = {"cluster-autoscaler"}
@@ -29,13 +29,13 @@ CI_REGISTRY = "localhost/cnai"
 
 
 def layers() -> list[str]:
-    from addons import LAYERS
+    from engine.registry import LAYERS
 
     return [name for name in LAYERS if name not in NOT_ON_KIND]
 
 
 def requirements(name: str) -> list[str]:
-    from addons import LAYERS
+    from engine.registry import LAYERS
 
     out, todo = [], [name]
     while todo:
@@ -48,7 +48,7 @@ def requirements(name: str) -> list[str]:
 
 def stack_config(name: str) -> dict:
     """The CI stack's config: the kind stack narrowed to one layer (plus what it requires and teams)."""
-    from addons import LAYERS
+    from engine.registry import LAYERS
 
     base = yaml.safe_load((ROOT / "stacks" / "Pulumi.kind.yaml").read_text())
     config = dict(base["config"])
@@ -90,8 +90,8 @@ def summary(stack_name: str) -> str:
 def feast_image(stack_name: str) -> str:
     """The images/feast tag (as `make image-feast REGISTRY=localhost/cnai` builds it) for a kind stack
     that runs Feast on the upstream image, so CI exercises reading offline data from the bucket."""
-    from modules.program import load_spec
-    from modules.versions import VERSIONS
+    from engine.program import load_spec
+    from modules.shared.versions import VERSIONS
     from tools.harness import stack_config as flat_config
 
     flat, secrets = flat_config(stack_name)

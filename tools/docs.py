@@ -12,7 +12,7 @@ import re
 import sys
 from pathlib import Path
 
-from modules.versions import ROOT, VERSIONS
+from modules.shared.versions import ROOT, VERSIONS
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -51,21 +51,20 @@ def packages() -> str:
 
 
 def layers() -> str:
-    from addons import LAYERS
+    from engine.registry import LAYERS
 
     rows = []
     for name, cls in LAYERS.items():
         sources = [f"{VERSIONS.chart(k).chart} {VERSIONS.chart(k).version}" for k in cls.chart_keys()]
         sources += [f"{k} {VERSIONS.manifest(k).version}" for k in cls.manifests]
-        default = cls.Options.model_fields["enabled"].default
         rows.append([f"[`{name}`](docs/layers/{name}.md)", cls.description, ", ".join(cls.requires) or "-",
-                     ", ".join(sources) or "platform objects", "on" if default else "off"])
+                     ", ".join(sources) or "platform objects", "on (core)" if cls.core else "off (opt-in)"])
     return _table(["Layer", "What it does", "Requires", "Upstream", "Default"], rows)
 
 
 def graph() -> str:
     """Mermaid graph of the layers: solid = requires, dotted = ordered after when enabled."""
-    from addons import LAYERS
+    from engine.registry import LAYERS
 
     ids = {name: name.replace("-", "_") for name in LAYERS}
     lines = ["```mermaid", "graph LR"]

@@ -18,7 +18,7 @@ import yaml
 from pulumi.runtime import mocks, rpc, settings
 from pulumi.runtime.config import set_all_config
 
-from modules.versions import ROOT
+from modules.shared.versions import ROOT
 
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"pulumi(_[a-z]+)?(\..*)?$")
 
@@ -44,7 +44,12 @@ class Registration:
 @dataclass
 class Recording:
     stack: str
-    spec: Any = None  # the validated PlatformSpec the program ran with
+    platform: Any = None  # the checked engine.program.Platform the program ran with
+
+    @property
+    def spec(self) -> Any:
+        """The validated PlatformSpec the program ran with."""
+        return self.platform.spec
     registrations: list[Registration] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)  # stack exports (resolved; secrets marked)
 
@@ -230,11 +235,11 @@ def stack_config(stack: str, overrides: dict[str, Any] | None = None) -> tuple[d
 
 def run(stack: str, overrides: dict[str, Any] | None = None) -> Recording:
     """Evaluate the program for `stack` under mocks. Raises ConfigError for bad config."""
-    from modules.program import build, load_spec
+    from engine.program import build, load
 
     flat, secrets = stack_config(stack, overrides)
-    spec = load_spec(flat, stack, secrets)  # validation first: nothing is registered for a bad config
-    recording = Recording(stack=stack, spec=spec)
+    platform = load(flat, stack, secrets)  # checks first: nothing is registered for a bad config
+    recording = Recording(stack=stack, platform=platform)
     settings.reset_options()
     set_all_config(flat, secrets)
     pulumi.runtime.set_mocks(_Mocks(), PROJECT, stack, preview=False, monitor=_Recorder(recording))
@@ -246,7 +251,7 @@ def run(stack: str, overrides: dict[str, Any] | None = None) -> Recording:
             return flagged.apply(lambda t: recording.outputs.__setitem__(
                 key, {_SECRET_SIG[0]: _SECRET_SIG[1], "value": t[0]} if t[1] else t[0]))
 
-        exports = build(spec)
+        exports = build(platform)
         return pulumi.Output.all(*[record(k, pulumi.Output.from_input(v)) for k, v in exports.items()])
 
     pulumi.runtime.test(program)()

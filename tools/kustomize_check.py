@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from modules.versions import ROOT, VERSIONS
+from modules.shared.versions import ROOT, VERSIONS
 
 REMOTE = re.compile(r"^https://github\.com/(?P<repo>[^/]+/[^/]+?)(?:\.git)?//(?P<path>[^?]+)\?ref=(?P<ref>.+)$")
 

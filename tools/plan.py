@@ -18,7 +18,7 @@ from collections import Counter
 from decimal import Decimal
 from typing import Any
 
-from modules.config import ConfigError
+from modules.shared.config import ConfigError
 
 
 def footprint(layers) -> dict[str, Any]:
@@ -37,15 +37,14 @@ def footprint(layers) -> dict[str, Any]:
 
 
 def plan(stack: str) -> dict[str, Any]:
-    from addons import LAYERS
-    from addons.base import waves
-    from modules import program
-    from modules.versions import VERSIONS
+    from engine.graph import waves
+    from engine.registry import LAYERS
+    from modules.shared.versions import VERSIONS
     from tools.harness import normalize, run
 
     rec = run(stack)
     spec = rec.spec
-    caps, layers = program.resolve(spec)
+    caps, layers = rec.platform.caps, rec.platform.layers
     urn_label = rec.label
     resources = [{
         "type": r.type, "name": r.name,

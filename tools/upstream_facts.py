@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from modules.versions import ROOT, VERSIONS
+from modules.shared.versions import ROOT, VERSIONS
 
 FACTS = ROOT / "tests" / "upstream"
 _STRUCTURAL = {

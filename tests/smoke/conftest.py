@@ -2,7 +2,7 @@
 
 Expectations come from the stack file, exactly as the program reads it: `SMOKE_STACK` (default
 `kind`) selects `stacks/Pulumi.<stack>.yaml`, the spec is resolved with `load_spec` and the enabled
-layers with `resolve(spec)`. The cluster is reached through the kubeconfig
+layers with `resolve(spec)` (engine/program.py). The cluster is reached through the kubeconfig
 (`KUBECONFIG`, else the stack's own kubeconfig path) and a context: `SMOKE_CONTEXT`, else the
 stack's (`kind-<clusterName>` for kind, `cnai:existing.context`), else the current context.
 
@@ -190,12 +190,11 @@ class Platform:
 
 
 def _load_stack(stack: str):
-    from modules.program import load_spec, resolve
+    from engine.program import load_spec, resolve
     from tools.harness import stack_config
 
-    spec = load_spec(stack_config(stack)[0], stack)
-    caps, layers = resolve(spec)
-    return spec, caps, layers
+    platform = resolve(load_spec(stack_config(stack)[0], stack))
+    return platform.spec, platform.caps, platform.layers
 
 
 def _kubeconfig(spec) -> str | None:

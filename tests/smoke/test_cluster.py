@@ -16,7 +16,7 @@ import pytest
 pytestmark = pytest.mark.smoke
 
 try:  # per-layer test ids; conftest.py puts the project root on sys.path
-    from addons import LAYERS
+    from engine.registry import LAYERS
 
     LAYER_NAMES = sorted(LAYERS)
 except Exception:  # noqa: BLE001 - collection must never error; the offline suite reports import problems
@@ -51,7 +51,7 @@ def test_kind_topology(platform):
     spec = platform.spec
     if spec.environment != "kind":
         pytest.skip(f"node layout is only known for kind clusters (environment: {spec.environment})")
-    from modules.kind import cpu_workers
+    from modules.clusters.kind import cpu_workers
 
     nodes = platform.core.list_node(_request_timeout=30).items
     control = [n for n in nodes if "node-role.kubernetes.io/control-plane" in (n.metadata.labels or {})]

@@ -23,7 +23,7 @@ def gpu(platform) -> dict[str, Any]:
         pytest.skip(f"stack {platform.stack} has cnai:gpu.enabled: false (no GPU nodes to test)")
     if platform.layer("gpu-operator") is None:
         pytest.skip(f"layer gpu-operator is not enabled in stack {platform.stack}: nothing advertises GPUs")
-    from modules.cluster import GPU_RESOURCE, GPU_TAINT
+    from modules.clusters.contract import GPU_RESOURCE, GPU_TAINT
 
     resources = caps.gpu_resources()
     resource = next(iter(sorted(resources)), GPU_RESOURCE)

@@ -293,7 +293,7 @@ def test_hello_world_pipeline_runs(platform, jobs):
     the greeting, and the run is deleted."""
     kfp = platform.enabled_layer("pipelines")
     from addons.kserve import MLSERVER_UID
-    from modules.versions import VERSIONS
+    from modules.shared.versions import VERSIONS
 
     ns, endpoint = kfp.namespace, kfp.endpoint
     token = unique_suffix()

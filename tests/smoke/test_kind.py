@@ -29,7 +29,7 @@ def docker(platform, host):
 
 
 def test_node_image_pinned(platform, docker):
-    from modules.kind import node_image
+    from modules.clusters.kind import node_image
 
     pinned = node_image(platform.spec)  # kindest/node:vX.Y.Z@sha256:...
     digest = pinned.split("@", 1)[1]
@@ -52,7 +52,7 @@ def test_gpu_worker_passthrough(platform, docker):
     spec = platform.spec
     if not spec.gpu.enabled:
         pytest.skip(f"stack {platform.stack} has cnai:gpu.enabled: false (no GPU worker)")
-    from modules.kind import cpu_workers, worker_name
+    from modules.clusters.kind import cpu_workers, worker_name
 
     node = worker_name(spec.kind.clusterName, cpu_workers(spec) + 1)
     smi = docker.run("docker exec %s nvidia-smi -L", node)

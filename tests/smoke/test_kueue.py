@@ -25,7 +25,8 @@ BUSYBOX = "registry.k8s.io/e2e-test-images/busybox:1.36.1-1"
 @pytest.fixture(scope="module")
 def kueue(platform):
     layer = platform.enabled_layer("kueue")
-    from addons.kueue import API, LOCAL_QUEUE, QUEUE_LABEL
+    from addons.kueue import API
+    from modules.shared.labels import LOCAL_QUEUE, QUEUE_LABEL
 
     return {"layer": layer, "version": API.split("/")[1], "cq": layer.options.clusterQueue,
             "local_queue": LOCAL_QUEUE, "queue_label": QUEUE_LABEL}
@@ -77,7 +78,7 @@ def _workload(platform, kueue, namespace: str, job_uid: str) -> dict[str, Any] |
 
 
 def _cpu_quota(cq: dict[str, Any]) -> Decimal:
-    from modules.config import quantity
+    from modules.shared.config import quantity
 
     total = Decimal(0)
     for group in cq["spec"].get("resourceGroups") or []:

@@ -298,7 +298,7 @@ def test_example_inference_service_predicts(platform, jobs):
     if not kserve.options.example:
         pytest.skip(f"cnai:layers.kserve.example is false in stack {platform.stack}: no example model to query")
     from addons.kserve import EXAMPLE, EXAMPLE_NAMESPACE, MLSERVER_UID
-    from modules.versions import VERSIONS
+    from modules.shared.versions import VERSIONS
 
     ns = EXAMPLE_NAMESPACE
 
@@ -543,7 +543,7 @@ def test_postgres_backup_completes(platform):
 
 
 def _psql_job(pg, database: str, secret: str, sql: list[str], name: str, deadline: float) -> dict[str, Any]:
-    from modules.versions import VERSIONS
+    from modules.shared.versions import VERSIONS
 
     args = [a for statement in sql for a in ("-c", statement)]
     env = [{"name": "PGHOST", "value": pg.host}, {"name": "PGPORT", "value": str(pg.port)},

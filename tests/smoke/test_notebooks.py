@@ -330,7 +330,7 @@ def test_team_member_notebook_runs_in_the_team_namespace(platform, hub_layer):
 
 
 def _spawn_and_check(platform, hub_layer, team) -> None:
-    from modules.config import quantity
+    from modules.shared.config import quantity
 
     ns = hub_layer.namespace
     profile = _cpu_profile(hub_layer)

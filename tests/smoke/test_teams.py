@@ -38,7 +38,7 @@ def _expected(layer, team, kind: str, name: str) -> dict:
 
 
 def _same_quantities(expected: dict[str, str], actual: dict[str, str]) -> dict[str, tuple]:
-    from modules.config import quantity
+    from modules.shared.config import quantity
 
     diff = {}
     for key, value in expected.items():

@@ -150,7 +150,7 @@ def test_example_trainjob_admitted_and_completes(platform, trainer, example_name
         return "\n".join(out)
 
     if kueue is not None:
-        from addons.kueue import LOCAL_QUEUE, QUEUE_LABEL
+        from modules.shared.labels import LOCAL_QUEUE, QUEUE_LABEL
 
         queue = (job["metadata"].get("labels") or {}).get(QUEUE_LABEL)
         assert queue == LOCAL_QUEUE, f"TrainJob {ns}/{name} has {QUEUE_LABEL}={queue!r}, expected {LOCAL_QUEUE!r}"

@@ -19,24 +19,27 @@ import pulumi_command as command
 import pulumi_kubernetes as k8s
 import yaml
 
-from modules.cluster import GPU_RESOURCE, GPU_TAINT, Capabilities, Cluster, WorkloadIdentity
-from modules.config import ConfigError, PlatformSpec
-from modules.profiles import PROFILES
-from modules.versions import VERSIONS
+from modules.clusters.contract import GPU_RESOURCE, GPU_TAINT, Capabilities, Cluster, ClusterRequests
+from modules.shared.config import ConfigError, PlatformSpec
+from modules.shared.profiles import PROFILES
+from modules.shared.versions import VERSIONS
 
 HERE = Path(__file__).resolve().parent
 GPU_NODE_LABELS = {"nvidia.com/gpu.present": "true", "platform.cnai.dev/pool": "gpu"}
+GPU_PARTITIONING = False  # host GPUs are passed through: MIG needs control of the host driver
 
 
-def validate(spec: PlatformSpec) -> None:
+def validate(spec: PlatformSpec, requests: ClusterRequests) -> None:
+    if spec.kubernetesVersion not in VERSIONS.kind_node_images:
+        raise ConfigError(f"cnai:kubernetesVersion: no pinned kind node image for {spec.kubernetesVersion}")
     if spec.kind.simulateGpus and not spec.gpu.enabled:
         raise ConfigError("cnai:kind.simulateGpus: needs cnai:gpu.enabled: true (the GPUs to simulate)")
-    if spec.kind.simulateGpus and spec.layer("gpu-operator").enabled:
+    if spec.kind.simulateGpus and requests.gpu_devices:
         raise ConfigError("cnai:kind.simulateGpus: simulated GPUs have no device for the GPU operator; "
                           "set cnai:layers.gpu-operator.enabled: false")
 
 
-def capabilities(spec: PlatformSpec, identities: tuple[WorkloadIdentity, ...] = ()) -> Capabilities:
+def capabilities(spec: PlatformSpec, requests: ClusterRequests) -> Capabilities:
     gpu = spec.gpu
     return Capabilities(
         nodes=cpu_workers(spec) + (1 if gpu.enabled else 0),
@@ -51,8 +54,6 @@ def capabilities(spec: PlatformSpec, identities: tuple[WorkloadIdentity, ...] = 
         default_storage_class="standard",
         load_balancer=False,
         mig_supported=False,
-        gpu_sharing=gpu.sharing.mode if gpu.enabled else "none",
-        gpu_replicas=gpu.sharing.replicas,
         gpu_toleration_injected=True,
     )
 
@@ -178,8 +179,8 @@ class KindCluster(pulumi.ComponentResource):
         self.register_outputs({"name": name, "kubeconfig": self.kubeconfig, "nodeImage": node_image(spec)})
 
 
-def create(spec: PlatformSpec, identities: tuple[WorkloadIdentity, ...] = ()) -> Cluster:
+def create(spec: PlatformSpec, requests: ClusterRequests, caps: Capabilities) -> Cluster:
     kind = KindCluster(spec)
     return Cluster(name=spec.kind.clusterName, provider=kind.provider, kubeconfig=kind.kubeconfig,
-                   capabilities=capabilities(spec), ready=list(kind.node_setup),
+                   capabilities=caps, ready=list(kind.node_setup),
                    outputs={"nodeImage": node_image(spec), "kindContext": f"kind-{spec.kind.clusterName}"})

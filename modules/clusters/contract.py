@@ -1,13 +1,20 @@
-"""The cluster description every cluster module returns and every layer reads.
+"""The cluster contract: what layers ask of a cluster module, and what it tells them.
 
-Layers never look at the environment's name: they read `Capabilities` (is the GPU driver already on
-the nodes? which labels and taints do GPU nodes carry? which storage class is the default?).
+A cluster module (kind, existing, eks, gke) exposes
+- `validate(spec, requests)` (optional): its own config checks, one `ConfigError` line each;
+- `capabilities(spec, requests) -> Capabilities`: what the cluster provides (GPU driver on the nodes?
+  GPU labels and taint? default storage class? cloud buckets and identities?), computed once a run;
+- `create(spec, requests, caps) -> Cluster`: the resources, a Kubernetes provider and what layers wait for;
+- `GPU_PARTITIONING`: whether its nodes' GPUs can be partitioned (MIG) at all.
+`ClusterRequests` are what the enabled layers need from the cluster (workload identities with their
+buckets, a managed database, real GPU devices), collected by the engine from the layers. Layers never
+look at the environment's name, and cluster modules never read a layer's config.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pulumi
@@ -18,16 +25,10 @@ GPU_TAINT = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
 # MIG slices per GPU by compute-slice count of a profile such as all-1g.10gb (NVIDIA MIG user guide).
 _MIG_SLICES = {1: 7, 2: 3, 3: 2, 4: 1, 7: 1}
 
-
-CLUSTER_VALUES = "cluster"  # the `layer` of Generated markers the cluster module resolves
+# Deploy-time values a cloud module provides for the managed database (`Cluster.provided`), read by
+# layers as Generated(CLUSTER_VALUES, ...) markers.
 PG_ADDRESS, PG_ADMIN_PASSWORD = "postgres-address", "postgres-admin-password"
 PG_ADMIN_USER = "cnai_admin"  # the managed instance's admin login (RDS master user, Cloud SQL built-in user)
-
-
-def wants_managed_postgres(spec: Any) -> bool:
-    """Whether the cloud module creates the managed PostgreSQL instance for the postgres layer."""
-    pg = spec.layer("postgres")
-    return bool(pg.enabled and pg.managed)
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,39 @@ class WorkloadIdentity:
     subjects: tuple[tuple[str, str], ...]  # (namespace, service account)
     buckets: dict[str, str] = field(default_factory=dict)  # platform bucket -> "rw" | "ro"
     permissions: tuple[str, ...] = ()  # named extra grants, e.g. "node-autoscaling"
+
+
+@dataclass(frozen=True)
+class ManagedDatabase:
+    """A layer asks the cloud for its managed PostgreSQL (RDS, Cloud SQL) instead of running one."""
+
+
+@dataclass(frozen=True)
+class GpuDevices:
+    """A layer drives the GPU devices itself (the GPU operator): simulated GPUs will not do."""
+
+
+Request = WorkloadIdentity | ManagedDatabase | GpuDevices
+
+
+@dataclass(frozen=True)
+class ClusterRequests:
+    """Everything the enabled layers ask of the cluster module, collected by the engine."""
+
+    identities: tuple[WorkloadIdentity, ...] = ()
+    managed_database: bool = False
+    gpu_devices: bool = False
+
+    @classmethod
+    def of(cls, requests: list[Request]) -> "ClusterRequests":
+        return cls(identities=tuple(r for r in requests if isinstance(r, WorkloadIdentity)),
+                   managed_database=any(isinstance(r, ManagedDatabase) for r in requests),
+                   gpu_devices=any(isinstance(r, GpuDevices) for r in requests))
+
+    @property
+    def buckets(self) -> list[str]:
+        """Every bucket some layer uses, sorted."""
+        return sorted({b for ident in self.identities for b in ident.buckets})
 
 
 @dataclass(frozen=True)
@@ -113,6 +147,16 @@ class Capabilities:
             name = GPU_RESOURCE if self.mig_strategy == "single" else f"nvidia.com/mig-{self.mig_profile[4:]}"
             return {name: self.gpus * slices}
         return {GPU_RESOURCE: self.gpus}
+
+
+def with_gpu_sharing(caps: Capabilities, gpu: Any, partitioning: bool) -> Capabilities:
+    """The one place `cnai:gpu.sharing` reaches the capabilities layers read: time-slicing replicas, and
+    the MIG strategy and profile where the cluster's GPUs can be partitioned at all."""
+    fields: dict[str, Any] = {"gpu_sharing": gpu.sharing.mode if gpu.enabled else "none",
+                              "gpu_replicas": gpu.sharing.replicas}
+    if partitioning:
+        fields.update(mig_strategy=gpu.sharing.migStrategy, mig_profile=gpu.sharing.migProfile)
+    return replace(caps, **fields)
 
 
 @dataclass

@@ -1,24 +1,4 @@
-"""EKS cluster module (pulumi-aws): network, control plane, node groups, buckets and identities.
-
-- Network: a VPC over the configured availability zones (>= 2) with public subnets for load balancers,
-  private subnets for nodes and NAT (one gateway, or one per zone); or an adopted VPC and subnets.
-- Control plane at the stack's Kubernetes version, API access (public CIDRs / private) from config,
-  control-plane logs, secrets envelope-encrypted with a KMS key, access entries for admin principals,
-  deletion protection in production.
-- Managed node groups: a system group and GPU groups (AL2023 NVIDIA AMI: driver and toolkit on the
-  image), IMDSv2 required with hop limit 1, encrypted gp3 root volumes, GPU label and
-  `nvidia.com/gpu=present:NoSchedule` taint. GPU groups may scale from zero: Cluster Autoscaler learns
-  their labels, taint and GPU count from node-template tags on the groups' Auto Scaling groups.
-- EBS CSI driver (add-on) with a default encrypted gp3 StorageClass; EKS Pod Identity agent.
-- S3 buckets for the layers that use buckets: KMS-encrypted, versioned, public access blocked,
-  protected (and not force-destroyed) in production. Each such layer gets an IAM role allowed only
-  on its buckets, associated with its ServiceAccounts through EKS Pod Identity: no static keys, and
-  no annotations the layers need to know about.
-- RDS for PostgreSQL when the postgres layer asks for a managed database: private subnets only,
-  reachable from the cluster's security group alone, KMS-encrypted, automated backups with
-  point-in-time recovery, Multi-AZ and deletion protection (plus a final snapshot) in production.
-  The admin password is generated; the postgres layer creates the per-layer roles and databases.
-"""
+"""The AWS resources of an EKS stack: network, control plane, node groups, add-ons, buckets, identities, RDS."""
 
 from __future__ import annotations
 
@@ -32,102 +12,14 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 import yaml
 
-from modules.cluster import (GPU_RESOURCE, GPU_TAINT, PG_ADDRESS, PG_ADMIN_PASSWORD, PG_ADMIN_USER, Capabilities,
-                             CloudStorage, Cluster, WorkloadIdentity, wants_managed_postgres)
-from modules.config import ConfigError, EksGpuPool, PlatformSpec
-
-# NVIDIA GPUs per instance for the EC2 GPU instance types the platform accepts.
-GPU_INSTANCES: dict[str, int] = {
-    **{f"g4dn.{s}": 1 for s in ("xlarge", "2xlarge", "4xlarge", "8xlarge", "16xlarge")},
-    "g4dn.12xlarge": 4, "g4dn.metal": 8,
-    **{f"{f}.{s}": 1 for f in ("g5", "g6", "g6e") for s in ("xlarge", "2xlarge", "4xlarge", "8xlarge", "16xlarge")},
-    **{f"{f}.{s}": 4 for f in ("g5", "g6", "g6e") for s in ("12xlarge", "24xlarge")},
-    **{f"{f}.48xlarge": 8 for f in ("g5", "g6", "g6e")},
-    "p4d.24xlarge": 8, "p4de.24xlarge": 8, "p5.4xlarge": 1, "p5.48xlarge": 8, "p5e.48xlarge": 8,
-    "p5en.48xlarge": 8, "p6-b200.48xlarge": 8,
-}
-GPU_LABELS = {"nvidia.com/gpu.present": "true"}
-POOL_LABEL = "platform.cnai.dev/pool"
-STORAGE_CLASS = "gp3"
-ADMIN_POLICY = "arn:aws:iam::aws:policy/AmazonEKSClusterAdminPolicy"
-DB_CLASSES = {"laptop": "db.t4g.medium", "production": "db.m7g.large"}
-
-
-def bucket_prefix(spec: PlatformSpec) -> str:
-    return spec.eks.bucketPrefix or f"cnai-{spec.stack}"
-
-
-def gpus_per_node(pool: EksGpuPool) -> int:
-    return GPU_INSTANCES[pool.instanceTypes[0]]
-
-
-def validate(spec: PlatformSpec) -> None:
-    e = spec.eks
-    if not e.region:
-        raise ConfigError("cnai:eks.region: is required for environment eks (for example us-west-2)")
-    if len(e.availabilityZones) < 2 and not e.network.vpcId:
-        raise ConfigError("cnai:eks.availabilityZones: list at least two zones of the region "
-                          f"(for example {e.region}a, {e.region}b)")
-    for i, az in enumerate(e.availabilityZones):
-        if not (az.startswith(e.region) and len(az) == len(e.region) + 1 and az[-1].isalpha()):
-            raise ConfigError(f"cnai:eks.availabilityZones[{i}]: {az!r} is not a zone of {e.region}")
-    if e.network.vpcId and not (len(e.network.privateSubnetIds) >= 2 and e.network.publicSubnetIds):
-        raise ConfigError("cnai:eks.network.privateSubnetIds: an adopted VPC needs at least two private subnet ids "
-                          "(in different zones) and the public subnet ids")
-    if not (e.endpoint.public or e.endpoint.private):
-        raise ConfigError("cnai:eks.endpoint.private: at least one of public and private endpoint access must be on")
-    names = [p.name for p in e.gpuPools]
-    for i, pool in enumerate(e.gpuPools):
-        for t in pool.instanceTypes:
-            if t not in GPU_INSTANCES:
-                known = ", ".join(sorted({k.split(".")[0] for k in GPU_INSTANCES}))
-                raise ConfigError(f"cnai:eks.gpuPools[{i}].instanceTypes: {t!r} is not a known NVIDIA GPU instance "
-                                  f"type (families: {known})")
-        counts = {GPU_INSTANCES[t] for t in pool.instanceTypes}
-        if len(counts) > 1:
-            raise ConfigError(f"cnai:eks.gpuPools[{i}].instanceTypes: types in one pool must have the same GPU "
-                              f"count (got {sorted(counts)}); use one pool per size")
-        if names.count(pool.name) > 1:
-            raise ConfigError(f"cnai:eks.gpuPools[{i}].name: pool {pool.name!r} is declared twice")
-    if spec.gpu.enabled and not e.gpuPools:
-        raise ConfigError("cnai:eks.gpuPools: cnai:gpu.enabled is true but no GPU pool is configured")
-    per_node = {gpus_per_node(p) for p in e.gpuPools}
-    if spec.gpu.enabled and len(per_node) > 1:
-        raise ConfigError("cnai:eks.gpuPools: all GPU pools must have the same GPUs per node "
-                          f"(got {sorted(per_node)}); quotas and MIG/time-slicing settings are per node")
-
-
-def capabilities(spec: PlatformSpec, identities: tuple[WorkloadIdentity, ...] = ()) -> Capabilities:
-    e, gpu = spec.eks, spec.gpu
-    pools = e.gpuPools if gpu.enabled else ()
-    buckets = sorted({b for ident in identities for b in ident.buckets})
-    return Capabilities(
-        nodes=e.systemPool.min,
-        gpu_nodes=sum(p.max for p in pools),
-        gpus_per_node=gpus_per_node(pools[0]) if pools else 0,
-        # AL2023 NVIDIA AMIs ship the driver and the container toolkit.
-        gpu_drivers_preinstalled=True,
-        gpu_toolkit_preinstalled=True,
-        gpu_node_selector=dict(GPU_LABELS),
-        gpu_tolerations=(GPU_TAINT,),
-        gpu_nodes_labelled=True,
-        default_storage_class=STORAGE_CLASS,
-        load_balancer=True,
-        mig_supported=True,
-        gpu_sharing=gpu.sharing.mode if gpu.enabled else "none",
-        gpu_replicas=gpu.sharing.replicas,
-        mig_strategy=gpu.sharing.migStrategy,
-        mig_profile=gpu.sharing.migProfile,
-        managed_postgres="rds",
-        gpu_toleration_injected=True,  # EKS runs the ExtendedResourceToleration admission plugin
-        # Pod Identity: associations name the ServiceAccounts, so the accounts need no annotations.
-        cloud_storage=CloudStorage(kind="s3", region=e.region,
-                                   buckets={b: f"{bucket_prefix(spec)}-{b}" for b in buckets},
-                                   identities={i.layer: {} for i in identities}),
-        node_autoscaling="cluster-autoscaler",
-        cluster_name=e.name,
-        region=e.region,
-    )
+from modules.clusters.contract import (GPU_RESOURCE, GPU_TAINT, PG_ADDRESS, PG_ADMIN_PASSWORD, PG_ADMIN_USER,
+                                       Capabilities, Cluster, ClusterRequests, WorkloadIdentity)
+from modules.clusters.eks.iam import assume_policy, policy_document
+from modules.clusters.eks.capabilities import (ADMIN_POLICY, DB_CLASSES, GPU_LABELS, POOL_LABEL, STORAGE_CLASS,
+                                               gpus_per_node)
+from modules.shared.cluster_config import EksGpuPool
+from modules.shared.config import PlatformSpec
+from modules.shared.profiles import PROFILES
 
 
 def _subnets(cidr: str, zones: int) -> tuple[list[str], list[str]]:
@@ -137,43 +29,6 @@ def _subnets(cidr: str, zones: int) -> tuple[list[str], list[str]]:
     private = [str(s) for s in list(halves[0].subnets(new_prefix=min(32, net.prefixlen + 3)))[:zones]]
     public = [str(s) for s in list(halves[1].subnets(new_prefix=min(32, net.prefixlen + 6)))[:zones]]
     return private, public
-
-
-def _assume(service: str) -> str:
-    actions = ["sts:AssumeRole", "sts:TagSession"]
-    return json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": service}, "Action": actions}]})
-
-
-_S3_ACTIONS = {
-    "ro": ["s3:GetObject", "s3:GetObjectVersion"],
-    "rw": ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
-}
-_AUTOSCALING = [
-    {"Effect": "Allow", "Resource": "*", "Action": [
-        "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
-        "autoscaling:DescribeLaunchConfigurations", "autoscaling:DescribeScalingActivities",
-        "autoscaling:DescribeTags", "ec2:DescribeImages", "ec2:DescribeInstanceTypes",
-        "ec2:DescribeLaunchTemplateVersions", "ec2:GetInstanceTypesFromInstanceRequirements",
-        "eks:DescribeNodegroup"]},
-    {"Effect": "Allow", "Resource": "*", "Action": [
-        "autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"],
-     "Condition": {"StringEquals": {"aws:ResourceTag/k8s.io/cluster-autoscaler/enabled": "true"}}},
-]
-
-
-def policy_document(ident: WorkloadIdentity, bucket_names: dict[str, str], key_arn: str) -> str:
-    """Least privilege for one layer: its buckets (list + object actions by access), the bucket key."""
-    statements: list[dict[str, Any]] = []
-    for bucket, mode in sorted(ident.buckets.items()):
-        arn = f"arn:aws:s3:::{bucket_names[bucket]}"
-        statements.append({"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation"], "Resource": arn})
-        statements.append({"Effect": "Allow", "Action": _S3_ACTIONS[mode], "Resource": f"{arn}/*"})
-    if ident.buckets:
-        statements.append({"Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": key_arn})
-    if "node-autoscaling" in ident.permissions:
-        statements += _AUTOSCALING
-    return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
 
 def node_template_tags(cluster: str, pool: EksGpuPool) -> dict[str, str]:
@@ -202,15 +57,15 @@ def kubeconfig(name: str, endpoint: str, ca: str, region: str) -> str:
 class EksCluster(pulumi.ComponentResource):
     """An EKS cluster with its network, node groups, storage, buckets and workload identities."""
 
-    def __init__(self, spec: PlatformSpec, identities: tuple[WorkloadIdentity, ...],
+    def __init__(self, spec: PlatformSpec, requests: ClusterRequests, caps: Capabilities,
                  opts: pulumi.ResourceOptions | None = None):
         e = spec.eks
         super().__init__("cnai:modules:EksCluster", e.name, None, opts)
-        production = spec.profile == "production"
-        caps = capabilities(spec, identities)
+        profile = PROFILES[spec.profile]
+        protect = profile.protect_state  # protection, deletion protection, data kept on delete
         self.aws = aws.Provider("aws", region=e.region, opts=pulumi.ResourceOptions(parent=self))
         child = pulumi.ResourceOptions(parent=self, provider=self.aws)
-        stateful = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(protect=production))
+        stateful = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(protect=protect))
         tags = {"platform.cnai.dev/stack": spec.stack, "platform.cnai.dev/cluster": e.name}
 
         def opt(**kw) -> pulumi.ResourceOptions:
@@ -250,7 +105,7 @@ class EksCluster(pulumi.ComponentResource):
         # -- control plane ----------------------------------------------------------------------
         self.key = aws.kms.Key("secrets", description=f"{e.name}: EKS secrets and platform buckets",
                                enable_key_rotation=True, deletion_window_in_days=30, tags=tags, opts=stateful)
-        cluster_role = aws.iam.Role("cluster", assume_role_policy=_assume("eks.amazonaws.com"), tags=tags, opts=child)
+        cluster_role = aws.iam.Role("cluster", assume_role_policy=assume_policy("eks.amazonaws.com"), tags=tags, opts=child)
         attach = aws.iam.RolePolicyAttachment("cluster", role=cluster_role.name, opts=child,
                                               policy_arn="arn:aws:iam::aws:policy/AmazonEKSClusterPolicy")
         self.cluster = aws.eks.Cluster(
@@ -261,7 +116,7 @@ class EksCluster(pulumi.ComponentResource):
             access_config={"authentication_mode": "API", "bootstrap_cluster_creator_admin_permissions": True},
             encryption_config={"provider": {"key_arn": self.key.arn}, "resources": ["secrets"]},
             enabled_cluster_log_types=list(e.logTypes),
-            deletion_protection=production,
+            deletion_protection=protect,
             tags=tags,
             opts=pulumi.ResourceOptions.merge(stateful, pulumi.ResourceOptions(depends_on=[attach])),
         )
@@ -272,7 +127,7 @@ class EksCluster(pulumi.ComponentResource):
                                             opts=opt(depends_on=[entry]))
 
         # -- nodes ------------------------------------------------------------------------------
-        node_role = aws.iam.Role("nodes", assume_role_policy=_assume("ec2.amazonaws.com"), tags=tags, opts=child)
+        node_role = aws.iam.Role("nodes", assume_role_policy=assume_policy("ec2.amazonaws.com"), tags=tags, opts=child)
         node_policies = [aws.iam.RolePolicyAttachment(f"nodes-{p}", role=node_role.name, opts=child,
                                                       policy_arn=f"arn:aws:iam::aws:policy/{p}")
                          for p in ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly",
@@ -319,7 +174,7 @@ class EksCluster(pulumi.ComponentResource):
         # -- add-ons and storage ----------------------------------------------------------------
         agent = aws.eks.Addon("pod-identity-agent", cluster_name=self.cluster.name, addon_name="eks-pod-identity-agent",
                               opts=opt(depends_on=[self.system]))
-        ebs_role = aws.iam.Role("ebs-csi", assume_role_policy=_assume("pods.eks.amazonaws.com"), tags=tags, opts=child)
+        ebs_role = aws.iam.Role("ebs-csi", assume_role_policy=assume_policy("pods.eks.amazonaws.com"), tags=tags, opts=child)
         aws.iam.RolePolicyAttachment("ebs-csi", role=ebs_role.name, opts=child,
                                      policy_arn="arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy")
         ebs = aws.eks.Addon("ebs-csi", cluster_name=self.cluster.name, addon_name="aws-ebs-csi-driver",
@@ -331,7 +186,7 @@ class EksCluster(pulumi.ComponentResource):
         names = caps.cloud_storage.buckets
         self.buckets: dict[str, aws.s3.Bucket] = {}
         for bucket, name in names.items():
-            b = aws.s3.Bucket(f"bucket-{bucket}", bucket=name, force_destroy=not production, tags=tags, opts=stateful)
+            b = aws.s3.Bucket(f"bucket-{bucket}", bucket=name, force_destroy=not protect, tags=tags, opts=stateful)
             aws.s3.BucketVersioning(f"bucket-{bucket}", bucket=b.id, opts=child,
                                     versioning_configuration={"status": "Enabled"})
             aws.s3.BucketServerSideEncryptionConfiguration(f"bucket-{bucket}", bucket=b.id, opts=child, rules=[{
@@ -343,8 +198,8 @@ class EksCluster(pulumi.ComponentResource):
                                            restrict_public_buckets=True, opts=child)
             self.buckets[bucket] = b
         self.roles: dict[str, aws.iam.Role] = {}
-        for ident in identities:
-            role = aws.iam.Role(f"layer-{ident.layer}", assume_role_policy=_assume("pods.eks.amazonaws.com"),
+        for ident in requests.identities:
+            role = aws.iam.Role(f"layer-{ident.layer}", assume_role_policy=assume_policy("pods.eks.amazonaws.com"),
                                 tags=tags, opts=child)
             aws.iam.RolePolicy(f"layer-{ident.layer}", role=role.id, opts=child,
                                policy=self.key.arn.apply(lambda arn, i=ident: policy_document(i, names, arn)))
@@ -357,7 +212,7 @@ class EksCluster(pulumi.ComponentResource):
         # -- managed PostgreSQL -----------------------------------------------------------------
         self.provided: dict[str, Any] = {}
         self.database: aws.rds.Instance | None = None
-        if wants_managed_postgres(spec):
+        if requests.managed_database:
             d = e.database
             admin = random.RandomPassword("postgres-admin", length=32, special=False, opts=child)
             subnets = aws.rds.SubnetGroup("postgres", name=f"{e.name}-platform-db", subnet_ids=private_ids, tags=tags,
@@ -372,17 +227,17 @@ class EksCluster(pulumi.ComponentResource):
                 description="PostgreSQL from EKS nodes and pods", opts=child)
             self.database = aws.rds.Instance(
                 "postgres", identifier=f"{e.name}-platform-db", engine="postgres", engine_version=d.engineVersion,
-                instance_class=d.instanceClass or DB_CLASSES[spec.profile],
+                instance_class=d.instanceClass or DB_CLASSES[profile.size],
                 allocated_storage=d.storageGb, max_allocated_storage=d.maxStorageGb or None, storage_type="gp3",
                 storage_encrypted=True, kms_key_id=self.key.arn,
                 db_subnet_group_name=subnets.name, vpc_security_group_ids=[sg.id], publicly_accessible=False,
                 username=PG_ADMIN_USER, password=admin.result,
-                multi_az=production if d.multiAz is None else d.multiAz,
+                multi_az=profile.ha if d.multiAz is None else d.multiAz,
                 backup_retention_period=d.backupRetentionDays, copy_tags_to_snapshot=True,
-                delete_automated_backups=not production, auto_minor_version_upgrade=True,
+                delete_automated_backups=not protect, auto_minor_version_upgrade=True,
                 enabled_cloudwatch_logs_exports=["postgresql"],
-                deletion_protection=production, skip_final_snapshot=not production,
-                final_snapshot_identifier=f"{e.name}-platform-db-final" if production else None,
+                deletion_protection=protect, skip_final_snapshot=not protect,
+                final_snapshot_identifier=f"{e.name}-platform-db-final" if protect else None,
                 tags=tags, opts=stateful)
             self.provided = {PG_ADDRESS: self.database.address, PG_ADMIN_PASSWORD: admin.result}
 
@@ -396,7 +251,7 @@ class EksCluster(pulumi.ComponentResource):
             "gp3", metadata={"name": STORAGE_CLASS,
                              "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
             provisioner="ebs.csi.aws.com", volume_binding_mode="WaitForFirstConsumer", allow_volume_expansion=True,
-            reclaim_policy="Retain" if production else "Delete",
+            reclaim_policy="Retain" if protect else "Delete",
             parameters={"type": "gp3", "encrypted": "true"},
             opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[ebs]))
         self.ready: list[pulumi.Resource] = [self.system, self.storage_class, agent]
@@ -411,8 +266,7 @@ class EksCluster(pulumi.ComponentResource):
         self.register_outputs({"name": e.name, "kubeconfig": self.kubeconfig, **self.outputs})
 
 
-def create(spec: PlatformSpec, identities: tuple[WorkloadIdentity, ...] = ()) -> Cluster:
-    c = EksCluster(spec, identities)
+def create(spec: PlatformSpec, requests: ClusterRequests, caps: Capabilities) -> Cluster:
+    c = EksCluster(spec, requests, caps)
     return Cluster(name=spec.eks.name, provider=c.provider, kubeconfig=c.kubeconfig,
-                   capabilities=capabilities(spec, identities), ready=c.ready, outputs=c.outputs,
-                   provided=c.provided)
+                   capabilities=caps, ready=c.ready, outputs=c.outputs, provided=c.provided)

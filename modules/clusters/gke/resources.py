@@ -1,24 +1,4 @@
-"""GKE cluster module (pulumi-gcp): network, cluster, node pools, buckets and identities.
-
-- Network: a custom-mode VPC with a subnet carrying secondary ranges for pods and services
-  (VPC-native), private nodes reaching out through Cloud NAT; or an adopted network/subnetwork.
-- Regional cluster on a release channel with the stack's Kubernetes version as the minimum, Workload
-  Identity, Shielded nodes, private nodes, authorized networks for the control plane, deletion
-  protection in production. The default node pool is removed; pools are managed separately.
-- Node pools: a system pool and GPU pools (accelerator type and count, spot, autoscaling from zero,
-  `nvidia.com/gpu=present:NoSchedule` taint). GKE's node auto-scaling knows a pool's shape while it is
-  empty, so no separate autoscaler runs. GPU drivers are installed by GKE (`gpuDriver: gke`) or by the
-  GPU operator (`operator`, Ubuntu nodes); either way GKE's own device plugin is switched off so the
-  operator's (time-slicing, MIG, GFD) is the only one, and the GPU operator layer follows the choice
-  through capabilities (driver root, containerd config source, critical-pod quota).
-- GCS buckets (uniform access, versioning, public access prevention, protected in production) and
-  one Google service account per layer that uses buckets, bound to that layer's Kubernetes service
-  accounts through Workload Identity and granted only on its buckets.
-- Cloud SQL for PostgreSQL when the postgres layer asks for a managed database: private IP only
-  (private services access peering with the VPC), TLS required, daily backups with point-in-time
-  recovery, a regional standby and deletion protection in production. The admin password is
-  generated; the postgres layer creates the per-layer roles and databases.
-"""
+"""The Google Cloud resources of a GKE stack: network, cluster, node pools, buckets, identities, Cloud SQL."""
 
 from __future__ import annotations
 
@@ -30,112 +10,12 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 import yaml
 
-from modules.cluster import (GPU_RESOURCE, GPU_TAINT, PG_ADDRESS, PG_ADMIN_PASSWORD, PG_ADMIN_USER, Capabilities,
-                             CloudStorage, Cluster, WorkloadIdentity, wants_managed_postgres)
-from modules.config import ConfigError, PlatformSpec
-
-# Accelerator type -> machine families that carry it (GKE GPU platforms).
-ACCELERATORS: dict[str, tuple[str, ...]] = {
-    "nvidia-tesla-t4": ("n1",), "nvidia-tesla-v100": ("n1",), "nvidia-tesla-p4": ("n1",),
-    "nvidia-l4": ("g2",), "nvidia-tesla-a100": ("a2",), "nvidia-a100-80gb": ("a2",),
-    "nvidia-h100-80gb": ("a3",), "nvidia-h100-mega-80gb": ("a3",), "nvidia-h200-141gb": ("a3",),
-    "nvidia-b200": ("a4",), "nvidia-rtx-pro-6000": ("g4",),
-}
-GPU_LABELS = {"nvidia.com/gpu.present": "true"}
-POOL_LABEL = "platform.cnai.dev/pool"
-# The operator's device plugin replaces GKE's (needed for time-slicing/MIG through the operator).
-NO_GKE_DEVICE_PLUGIN = {"gke-no-default-nvidia-gpu-device-plugin": "true"}
-GKE_DRIVER_ROOT = "/home/kubernetes/bin/nvidia"
-STORAGE_CLASS = "standard-rwo"
-BUCKET_ROLES = {"rw": "roles/storage.objectUser", "ro": "roles/storage.objectViewer"}
-DB_TIERS = {"laptop": "db-custom-1-3840", "production": "db-custom-2-7680"}
-NODE_ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter", "roles/monitoring.viewer",
-              "roles/artifactregistry.reader", "roles/autoscaling.metricsWriter")
-
-
-def bucket_prefix(spec: PlatformSpec) -> str:
-    return spec.gke.bucketPrefix or f"cnai-{spec.stack}"
-
-
-def account_id(cluster: str, layer: str) -> str:
-    """A Google service account id (6-30 characters) for a layer of this cluster."""
-    return f"{cluster}-{layer}"[:30].rstrip("-")
-
-
-def validate(spec: PlatformSpec) -> None:
-    g = spec.gke
-    if not g.project:
-        raise ConfigError("cnai:gke.project: is required for environment gke (the Google Cloud project id)")
-    if not g.region:
-        raise ConfigError("cnai:gke.region: is required for environment gke (for example europe-west4)")
-    for i, zone in enumerate(g.zones):
-        if not zone.startswith(g.region + "-"):
-            raise ConfigError(f"cnai:gke.zones[{i}]: {zone!r} is not a zone of {g.region}")
-    if g.network.network and not g.network.subnetwork:
-        raise ConfigError("cnai:gke.network.subnetwork: an adopted network needs its subnetwork (with pods and "
-                          "services secondary ranges)")
-    names = [p.name for p in g.gpuPools]
-    for i, pool in enumerate(g.gpuPools):
-        families = ACCELERATORS.get(pool.acceleratorType)
-        if families is None:
-            raise ConfigError(f"cnai:gke.gpuPools[{i}].acceleratorType: {pool.acceleratorType!r} is not a known "
-                              f"NVIDIA accelerator (known: {', '.join(sorted(ACCELERATORS))})")
-        if pool.machineType.split("-")[0] not in families:
-            raise ConfigError(f"cnai:gke.gpuPools[{i}].machineType: {pool.acceleratorType} runs on "
-                              f"{'/'.join(families)} machines, not {pool.machineType}")
-        if names.count(pool.name) > 1:
-            raise ConfigError(f"cnai:gke.gpuPools[{i}].name: pool {pool.name!r} is declared twice")
-    if spec.gpu.enabled and not g.gpuPools:
-        raise ConfigError("cnai:gke.gpuPools: cnai:gpu.enabled is true but no GPU pool is configured")
-    if spec.gpu.enabled and len({p.acceleratorCount for p in g.gpuPools}) > 1:
-        raise ConfigError("cnai:gke.gpuPools: all GPU pools must have the same acceleratorCount; quotas and "
-                          "sharing settings are per node")
-    if g.gpuDriver == "gke" and spec.gpu.sharing.mode == "mig":
-        raise ConfigError("cnai:gpu.sharing.mode: mig through the GPU operator needs cnai:gke.gpuDriver: operator "
-                          "(GKE-installed drivers take MIG partitions from the node pool instead)")
-
-
-def _zones_count(spec: PlatformSpec) -> int:
-    return len(spec.gke.zones) or 3  # a regional cluster spreads pools over the region's zones (3 by default)
-
-
-def capabilities(spec: PlatformSpec, identities: tuple[WorkloadIdentity, ...] = ()) -> Capabilities:
-    g, gpu = spec.gke, spec.gpu
-    pools = g.gpuPools if gpu.enabled else ()
-    zones = _zones_count(spec)
-    buckets = sorted({b for ident in identities for b in ident.buckets})
-    gke_driver = g.gpuDriver == "gke"
-    return Capabilities(
-        nodes=g.systemPool.min * zones,
-        gpu_nodes=sum(p.max for p in pools) * zones,  # pool sizes are per zone
-        gpus_per_node=pools[0].acceleratorCount if pools else 0,
-        gpu_drivers_preinstalled=gke_driver,
-        gpu_toolkit_preinstalled=False,
-        gpu_node_selector=dict(GPU_LABELS),
-        gpu_tolerations=(GPU_TAINT,),
-        gpu_nodes_labelled=True,
-        default_storage_class=STORAGE_CLASS,
-        load_balancer=True,
-        mig_supported=not gke_driver,
-        gpu_sharing=gpu.sharing.mode if gpu.enabled else "none",
-        gpu_replicas=gpu.sharing.replicas,
-        mig_strategy=gpu.sharing.migStrategy,
-        mig_profile=gpu.sharing.migProfile,
-        gpu_toleration_injected=True,  # GKE adds the GPU toleration to pods that request GPUs
-        cloud_storage=CloudStorage(
-            kind="gcs", region=g.region, buckets={b: f"{bucket_prefix(spec)}-{b}" for b in buckets},
-            identities={i.layer: {"iam.gke.io/gcp-service-account":
-                                  f"{account_id(g.name, i.layer)}@{g.project}.iam.gserviceaccount.com"}
-                        for i in identities}),
-        node_autoscaling="provider",
-        cluster_name=g.name,
-        region=g.region,
-        gpu_driver_root=GKE_DRIVER_ROOT if gke_driver else "",
-        containerd_config_file=True,  # GKE >= 1.33: the toolkit must read containerd's config from file
-        critical_pods_need_quota=True,
-        cni_bin_dir="/home/kubernetes/bin",  # GKE mounts /opt/cni/bin read-only
-        managed_postgres="cloudsql",
-    )
+from modules.clusters.contract import (GPU_RESOURCE, PG_ADDRESS, PG_ADMIN_PASSWORD, PG_ADMIN_USER, Capabilities,
+                                       Cluster, ClusterRequests)
+from modules.clusters.gke.capabilities import (BUCKET_ROLES, DB_TIERS, GPU_LABELS, NODE_ROLES, NO_GKE_DEVICE_PLUGIN,
+                                               POOL_LABEL, account_id)
+from modules.shared.config import PlatformSpec
+from modules.shared.profiles import PROFILES
 
 
 def kubeconfig(name: str, endpoint: str, ca: str) -> str:
@@ -153,15 +33,15 @@ def kubeconfig(name: str, endpoint: str, ca: str) -> str:
 class GkeCluster(pulumi.ComponentResource):
     """A GKE cluster with its network, node pools, buckets and Workload Identity bindings."""
 
-    def __init__(self, spec: PlatformSpec, identities: tuple[WorkloadIdentity, ...],
+    def __init__(self, spec: PlatformSpec, requests: ClusterRequests, caps: Capabilities,
                  opts: pulumi.ResourceOptions | None = None):
         g = spec.gke
         super().__init__("cnai:modules:GkeCluster", g.name, None, opts)
-        production = spec.profile == "production"
-        caps = capabilities(spec, identities)
+        profile = PROFILES[spec.profile]
+        protect = profile.protect_state  # protection, deletion protection, data kept on delete
         self.gcp = gcp.Provider("gcp", project=g.project, region=g.region, opts=pulumi.ResourceOptions(parent=self))
         child = pulumi.ResourceOptions(parent=self, provider=self.gcp)
-        stateful = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(protect=production))
+        stateful = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(protect=protect))
         labels = {"platform-cnai-dev-stack": spec.stack, "platform-cnai-dev-cluster": g.name}
 
         def opt(**kw) -> pulumi.ResourceOptions:
@@ -207,7 +87,7 @@ class GkeCluster(pulumi.ComponentResource):
             enable_shielded_nodes=True,
             private_cluster_config={"enable_private_nodes": True, "enable_private_endpoint": g.privateEndpoint},
             master_authorized_networks_config={"cidr_blocks": authorized} if authorized else None,
-            deletion_protection=production,
+            deletion_protection=protect,
             resource_labels=labels,
             opts=stateful,
         )
@@ -254,9 +134,9 @@ class GkeCluster(pulumi.ComponentResource):
             self.buckets[bucket] = gcp.storage.Bucket(
                 f"bucket-{bucket}", name=name, location=location, project=g.project,
                 uniform_bucket_level_access=True, public_access_prevention="enforced",
-                versioning={"enabled": True}, force_destroy=not production, labels=labels, opts=stateful)
+                versioning={"enabled": True}, force_destroy=not protect, labels=labels, opts=stateful)
         self.accounts: dict[str, gcp.serviceaccount.Account] = {}
-        for ident in identities:
+        for ident in requests.identities:
             sa = gcp.serviceaccount.Account(f"layer-{ident.layer}", account_id=account_id(g.name, ident.layer),
                                             project=g.project, display_name=f"{g.name} {ident.layer}", opts=child)
             member = sa.email.apply(lambda e: f"serviceAccount:{e}")
@@ -273,7 +153,7 @@ class GkeCluster(pulumi.ComponentResource):
         # -- managed PostgreSQL -----------------------------------------------------------------
         self.provided: dict[str, Any] = {}
         self.database: gcp.sql.DatabaseInstance | None = None
-        if wants_managed_postgres(spec):
+        if requests.managed_database:
             d = g.database
             network_id = network if not isinstance(network, str) or "/" in network \
                 else f"projects/{g.project}/global/networks/{network}"
@@ -283,16 +163,16 @@ class GkeCluster(pulumi.ComponentResource):
             connection = gcp.servicenetworking.Connection(
                 "sql-peering", network=network_id, service="servicenetworking.googleapis.com",
                 reserved_peering_ranges=[peering.name], opts=child)
-            ha = production if d.highAvailability is None else d.highAvailability
+            ha = profile.ha if d.highAvailability is None else d.highAvailability
             self.database = gcp.sql.DatabaseInstance(
                 "postgres", name=f"{g.name}-platform-db", project=g.project, region=g.region,
-                database_version=d.version, deletion_protection=production,
+                database_version=d.version, deletion_protection=protect,
                 settings={
                     # New PostgreSQL 16+ instances default to Enterprise Plus, which rejects custom tiers.
-                    "edition": "ENTERPRISE", "tier": d.tier or DB_TIERS[spec.profile],
+                    "edition": "ENTERPRISE", "tier": d.tier or DB_TIERS[profile.size],
                     "availability_type": "REGIONAL" if ha else "ZONAL",
                     "disk_type": "PD_SSD", "disk_size": d.diskSizeGb, "disk_autoresize": True,
-                    "deletion_protection_enabled": production, "retain_backups_on_delete": production,
+                    "deletion_protection_enabled": protect, "retain_backups_on_delete": protect,
                     "ip_configuration": {"ipv4_enabled": False, "private_network": network_id,
                                          "ssl_mode": "ENCRYPTED_ONLY"},
                     "backup_configuration": {"enabled": True, "point_in_time_recovery_enabled": True,
@@ -325,8 +205,7 @@ class GkeCluster(pulumi.ComponentResource):
         self.register_outputs({"name": g.name, "kubeconfig": self.kubeconfig, **self.outputs})
 
 
-def create(spec: PlatformSpec, identities: tuple[WorkloadIdentity, ...] = ()) -> Cluster:
-    c = GkeCluster(spec, identities)
+def create(spec: PlatformSpec, requests: ClusterRequests, caps: Capabilities) -> Cluster:
+    c = GkeCluster(spec, requests, caps)
     return Cluster(name=spec.gke.name, provider=c.provider, kubeconfig=c.kubeconfig,
-                   capabilities=capabilities(spec, identities), ready=c.ready, outputs=c.outputs,
-                   provided=c.provided)
+                   capabilities=caps, ready=c.ready, outputs=c.outputs, provided=c.provided)

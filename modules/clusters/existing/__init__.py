@@ -11,11 +11,18 @@ import os
 import pulumi
 import pulumi_kubernetes as k8s
 
-from modules.cluster import GPU_TAINT, Capabilities, Cluster, WorkloadIdentity
-from modules.config import PlatformSpec
+from modules.clusters.contract import GPU_TAINT, Capabilities, Cluster, ClusterRequests
+from modules.shared.config import ConfigError, PlatformSpec
+
+GPU_PARTITIONING = True  # the platform may run the GPU operator's MIG manager on these nodes
 
 
-def capabilities(spec: PlatformSpec, identities: tuple[WorkloadIdentity, ...] = ()) -> Capabilities:
+def validate(spec: PlatformSpec, requests: ClusterRequests) -> None:
+    if spec.gpu.enabled and spec.existing.gpuNodes == 0:
+        raise ConfigError("cnai:existing.gpuNodes: must be at least 1 when cnai:gpu.enabled is true")
+
+
+def capabilities(spec: PlatformSpec, requests: ClusterRequests) -> Capabilities:
     e, gpu = spec.existing, spec.gpu
     return Capabilities(
         nodes=e.nodes,
@@ -28,10 +35,6 @@ def capabilities(spec: PlatformSpec, identities: tuple[WorkloadIdentity, ...] = 
         default_storage_class=e.storageClass,
         load_balancer=e.loadBalancer,
         mig_supported=True,
-        gpu_sharing=gpu.sharing.mode if gpu.enabled else "none",
-        gpu_replicas=gpu.sharing.replicas,
-        mig_strategy=gpu.sharing.migStrategy,
-        mig_profile=gpu.sharing.migProfile,
         gpu_toleration_injected=e.gpuTolerationInjected,
         cni_bin_dir=e.cniBinDir,
     )
@@ -53,7 +56,7 @@ class ExistingCluster(pulumi.ComponentResource):
         self.register_outputs({"kubeconfig": self.kubeconfig, "context": e.context})
 
 
-def create(spec: PlatformSpec, identities: tuple[WorkloadIdentity, ...] = ()) -> Cluster:
+def create(spec: PlatformSpec, requests: ClusterRequests, caps: Capabilities) -> Cluster:
     c = ExistingCluster(spec)
     return Cluster(name=spec.existing.context or spec.stack, provider=c.provider, kubeconfig=c.kubeconfig,
-                   capabilities=capabilities(spec), outputs={"context": spec.existing.context})
+                   capabilities=caps, outputs={"context": spec.existing.context})

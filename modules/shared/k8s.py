@@ -1,4 +1,4 @@
-"""Kubernetes building blocks shared by layers: object registration, labels, resource maths."""
+"""Kubernetes building blocks shared by layers: object registration, manifest builders, resource maths."""
 
 from __future__ import annotations
 
@@ -8,12 +8,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from modules.config import quantity
-
-# Namespaces the platform manages carry this label; team NetworkPolicies admit traffic from them.
-PLATFORM_LABEL = "platform.cnai.dev/part-of"
-TEAM_LABEL = "platform.cnai.dev/team"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "cnai"}
+from modules.shared.config import quantity
+from modules.shared.labels import MANAGED_BY
 
 _TYPED = {
     ("v1", "Namespace"): k8s.core.v1.Namespace,
@@ -30,8 +26,8 @@ _TYPED = {
 }
 # Server-side apply patches of objects another tool owns (an upstream manifest's Deployment).
 _PATCHES = {("apps/v1", "Deployment"): k8s.apps.v1.DeploymentPatch}
-_SNAKE = {"roleRef": "role_ref", "aggregationRule": "aggregation_rule", "stringData": "string_data", "automountServiceAccountToken":
-          "automount_service_account_token", "imagePullSecrets": "image_pull_secrets"}
+_SNAKE = {"roleRef": "role_ref", "aggregationRule": "aggregation_rule", "stringData": "string_data",
+          "automountServiceAccountToken": "automount_service_account_token", "imagePullSecrets": "image_pull_secrets"}
 
 
 class CustomObject(pulumi.CustomResource):
@@ -102,6 +98,11 @@ def pod_security(level: str) -> dict[str, str]:
         "pod-security.kubernetes.io/warn": "restricted",
         "pod-security.kubernetes.io/audit": "restricted",
     }
+
+
+def resources(cpu: str, memory: str, memory_limit: str | None = None) -> dict[str, Any]:
+    """A container `resources` block: requests, and a memory limit (CPU is left unthrottled)."""
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory_limit or memory}}
 
 
 def cpu(value: str) -> Decimal:

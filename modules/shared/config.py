@@ -1,0 +1,236 @@
+"""The platform spec: one validated model of the stack's `cnai:` config.
+
+Everything the program does is decided by a `PlatformSpec`. It is read from the Pulumi config in
+exactly one place (`load_spec`), validated with pydantic (unknown keys, types, ranges) and then by
+cross-field rules (layer requirements, GPU settings, teams). Any problem raises `ConfigError` with one
+line naming the config key and what is allowed, before a single resource is registered.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, create_model, field_validator
+
+from modules.shared.cluster_config import EksCluster, ExistingCluster, GkeCluster, KindCluster
+from modules.shared.config_types import (DNS_LABEL, NAMESPACE_OR_EMPTY, OPTIONAL_EMAIL, OPTIONAL_IMAGE_REF,
+                                         PATTERN_HELP, ConfigError, DnsLabel, Email, Quantity, Strict, quantity)
+from modules.shared.versions import VERSIONS
+
+NAMESPACE = "cnai"
+
+# ---------------------------------------------------------------------------------------------
+# GPU settings
+
+
+class GpuSharing(Strict):
+    mode: Literal["none", "time-slicing", "mig"] = "none"
+    replicas: int = Field(4, ge=2, le=64, description="time-slicing: pods sharing one GPU")
+    migStrategy: Literal["single", "mixed"] = "single"
+    migProfile: str = Field("all-1g.10gb", pattern=r"^[a-z0-9.-]+$",
+                            description="mig: profile applied through the nvidia.com/mig.config node label")
+
+
+class Gpu(Strict):
+    enabled: bool = False
+    count: int = Field(1, ge=1, le=8, description="kind: GPUs passed through to the GPU worker")
+    model: str = Field("", pattern=r"^[A-Za-z0-9._-]*$",
+                       description="GPU product label (nvidia.com/gpu.product) the GPU flavor selects; empty: any")
+    sharing: GpuSharing = GpuSharing()
+
+
+# ---------------------------------------------------------------------------------------------
+# Teams
+
+
+class TeamQuota(Strict):
+    cpu: Quantity = "4"
+    memory: Quantity = "16Gi"
+    gpu: int = Field(0, ge=0, le=1024)
+    pods: int = Field(50, ge=1, le=10000)
+    storage: Quantity = "100Gi"
+
+
+class Team(Strict):
+    name: str = Field(pattern=DNS_LABEL.pattern, max_length=50)
+    group: str = Field("", description="identity-provider group bound to the team namespace (default: team name)")
+    owner: str = Field("", pattern=OPTIONAL_EMAIL, max_length=200,
+                       description="email of the team's Kubeflow profile owner (kubeflow-platform layer)")
+    members: tuple[Email, ...] = Field((), strict=False, max_length=500,
+                                       description="emails of the profile's contributors (kubeflow-platform layer)")
+    quota: TeamQuota = TeamQuota()
+    allowInternetEgress: bool = False
+
+    @property
+    def namespace(self) -> str:
+        return f"team-{self.name}"
+
+    @property
+    def rbac_group(self) -> str:
+        return self.group or self.name
+
+
+# ---------------------------------------------------------------------------------------------
+# Layer options: each layer module declares a subclass; `layers` is assembled from the registry.
+
+
+class LayerOptions(Strict):
+    """Options every layer has (deployKF style): enabled, namespace, values overrides. `enabled` defaults
+    to the layer's `core` flag (`spec_model`): a layer a stack does not name is off unless it is core."""
+
+    enabled: bool = False
+    namespace: str = Field("", pattern=NAMESPACE_OR_EMPTY,
+                           description="override the layer's namespace")
+    values: dict[str, Any] = Field(default_factory=dict, description="chart values merged over the built ones")
+
+
+class PlatformSpec(Strict):
+    """The whole validated stack config (namespace `cnai:`)."""
+
+    stack: str = "dev"
+    environment: Literal["kind", "existing", "eks", "gke"]
+    kubernetesVersion: str = VERSIONS.kubernetes_default
+    profile: Literal["laptop", "production"] = "laptop"
+    gpu: Gpu = Gpu()
+    teams: tuple[Team, ...] = Field((), strict=False)
+    layers: Any = None  # replaced per registry by `spec_model()`
+    kind: KindCluster = KindCluster()
+    existing: ExistingCluster = ExistingCluster()
+    eks: EksCluster = EksCluster()
+    gke: GkeCluster = GkeCluster()
+    # Secret key of an external S3 endpoint (cnai:layers.object-store.external); `pulumi config set --secret`.
+    objectStoreSecretAccessKey: SecretStr | None = None
+    # Client secret of the OpenID Connect app JupyterHub logs in with (cnai:layers.jupyterhub.auth: oidc).
+    oidcClientSecret: SecretStr | None = None
+
+    @field_validator("kubernetesVersion")
+    @classmethod
+    def _k8s(cls, v: str) -> str:
+        if v not in VERSIONS.kubernetes_supported:
+            raise ValueError(f"must be one of {', '.join(VERSIONS.kubernetes_supported)}")
+        return v
+
+    def layer(self, name: str) -> LayerOptions:
+        return getattr(self.layers, _field(name))
+
+    def enabled_layers(self) -> list[str]:
+        return [n for n in type(self.layers).layer_names if self.layer(n).enabled]
+
+
+def _field(layer_name: str) -> str:
+    return layer_name.replace("-", "_")
+
+
+def spec_model(layers: dict[str, tuple[type[LayerOptions], bool]]) -> type[PlatformSpec]:
+    """Build the PlatformSpec model whose `layers` has one typed field per registered layer:
+    name -> (its options model, whether it is core, i.e. on unless the stack turns it off)."""
+    fields: dict[str, Any] = {}
+    for name, (options, core) in layers.items():
+        model = create_model(options.__name__, __base__=options, __doc__=options.__doc__,
+                             enabled=(bool, Field(core, description="deploy this layer")))
+        fields[_field(name)] = (model, Field(default_factory=model, alias=name))
+    layers_model = create_model("Layers", __base__=Strict, **fields)
+    layers_model.layer_names = tuple(layers)
+    return create_model(
+        "PlatformSpec",
+        __base__=PlatformSpec,
+        layers=(layers_model, Field(default_factory=layers_model)),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading and error reporting
+
+_TOP_LEVEL = [k for k in PlatformSpec.model_fields if k != "stack"]
+
+
+_SCALARS = ("environment", "kubernetesVersion", "profile", "objectStoreSecretAccessKey", "oidcClientSecret")
+# Keys that carry credentials: accepted only when stored encrypted (`pulumi config set --secret`).
+SECRET_KEYS = ("objectStoreSecretAccessKey", "oidcClientSecret")
+
+
+def read_config(raw: dict[str, Any], secret_keys: Any = None) -> dict[str, Any]:
+    """Pick the `cnai:` keys out of a flat Pulumi config map, decoding JSON objects as get_object does.
+    `secret_keys`: the config keys Pulumi holds encrypted (None: not known, not checked)."""
+    data: dict[str, Any] = {}
+    for key, value in raw.items():
+        ns, _, name = key.partition(":")
+        if ns != NAMESPACE:
+            continue
+        if name in SECRET_KEYS and secret_keys is not None and key not in secret_keys:
+            raise ConfigError(f"{key}: is a credential; store it encrypted with "
+                              f"`pulumi config set --secret {name} ...`, not as plain text")
+        if name not in _TOP_LEVEL:
+            close = ", ".join(_TOP_LEVEL)
+            raise ConfigError(f"{key}: unknown config key; allowed keys under cnai: are {close}")
+        if isinstance(value, str) and name not in _SCALARS:
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{key}: must be a YAML/JSON object or list ({exc.msg})") from None
+        data[name] = value
+    return data
+
+
+def parse_spec(data: dict[str, Any], model: type[PlatformSpec], stack: str) -> PlatformSpec:
+    try:
+        return model.model_validate({**data, "stack": stack})
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc, model)) from None
+
+
+def _key(loc: tuple) -> str:
+    out = NAMESPACE + ":"
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("" if i == 0 else ".") + str(part)
+    return out
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    cur: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = next((f for n, f in cur.model_fields.items() if part in (n, f.alias)), None)
+        if field is None:
+            return []
+        ann = field.annotation
+        for candidate in getattr(ann, "__args__", ()) + (ann,):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                cur = candidate
+                break
+        else:
+            return []
+    return [f.alias or n for n, f in cur.model_fields.items() if n != "stack"]
+
+
+def _one_line(exc: ValidationError, model: type[BaseModel]) -> str:
+    err = exc.errors(include_url=False)[0]
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    key = _key(loc)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        allowed = ", ".join(_allowed_keys(model, loc))
+        msg = f"unknown key; allowed keys here are {allowed}"
+    elif kind == "missing":
+        msg = "is required"
+    elif kind == "string_pattern_mismatch":
+        pattern = err.get("ctx", {}).get("pattern", "")
+        msg = PATTERN_HELP.get(pattern, f"must match {pattern}") + f" (got {err['input']!r})"
+    else:
+        msg = err["msg"].replace("Input should be", "must be").replace("Value error, ", "")
+        msg = msg.replace("a valid tuple", "a list").replace("a valid dictionary", "a mapping")
+        if "input" in err and not isinstance(err["input"], (dict, list)):
+            msg += f" (got {err['input']!r})"
+    more = len(exc.errors()) - 1
+    return f"{key}: {msg}" + (f" [and {more} more problem{'s' * (more > 1)}]" if more else "")
+
+
+
+# What layers and cluster modules import from here (some defined in config_types).
+__all__ = ["ConfigError", "DnsLabel", "Gpu", "LayerOptions", "OPTIONAL_IMAGE_REF", "PlatformSpec", "Quantity", "Strict",
+           "Team", "parse_spec", "quantity", "read_config", "spec_model"]
