@@ -6,10 +6,11 @@ PY := $(VENV)/bin/python
 STACK ?= kind
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv test plan bench up destroy smoke facts check-facts image-feast clean
+.PHONY: help venv lint test plan bench up destroy smoke facts check-facts image-feast clean
 
 help:
-	@echo "make test                 create .venv, install, run the offline test suite"
+	@echo "make test                 create .venv, install, lint (ruff), run the offline test suite"
+	@echo "make lint                 ruff: lint and import order (pyproject.toml)"
 	@echo "make plan STACK=kind      offline plan of stacks/Pulumi.STACK.yaml (no cluster, no CLI)"
 	@echo "make bench                requested CPU/memory, deploy waves and plan cost per stack"
 	@echo "make up STACK=kind        real deploy with the Pulumi CLI (checks pulumi/kind/docker first)"
@@ -25,7 +26,10 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 venv: $(STAMP)
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+test: lint
 	$(PY) -m pytest tests --ignore=tests/smoke -q
 
 plan: $(STAMP)

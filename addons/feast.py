@@ -48,7 +48,8 @@ _ONLINE = ("host: ${POSTGRES_HOST}\nport: ${POSTGRES_PORT}\ndatabase: ${POSTGRES
 
 class FeastOptions(LayerOptions):
     ui: bool = Field(False, description="run the Feast web UI next to the servers")
-    image: str = Field("", pattern=OPTIONAL_IMAGE_REF, description="feature server image with s3fs/gcsfs (built from images/feast) for offline "
+    image: str = Field("", pattern=OPTIONAL_IMAGE_REF,
+                       description="feature server image with s3fs/gcsfs (built from images/feast) for offline "
                                          "sources in the object store; default: the operator's upstream image")
 
 

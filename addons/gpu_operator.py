@@ -141,8 +141,9 @@ class GpuOperator(Layer):
             }, phase="before-install"))
         if self.caps.gpu_sharing != "time-slicing":
             return out
+        replicas = [{"name": GPU_RESOURCE, "replicas": self.caps.gpu_replicas}]
         config = {"version": "v1", "flags": {"migStrategy": "none"},
-                  "sharing": {"timeSlicing": {"resources": [{"name": GPU_RESOURCE, "replicas": self.caps.gpu_replicas}]}}}
+                  "sharing": {"timeSlicing": {"resources": replicas}}}
         cm = {"apiVersion": "v1", "kind": "ConfigMap",
               "metadata": {"name": TIME_SLICING_CONFIG, "namespace": self.namespace},
               "data": {"any": yaml.safe_dump(config, sort_keys=True)}}
@@ -150,7 +151,8 @@ class GpuOperator(Layer):
 
     def release_timeout(self) -> int:
         # Building the driver on the node takes minutes; without it the operator is up in seconds.
-        return max(self.profile.helm_timeout, 1200) if not self.caps.gpu_drivers_preinstalled else self.profile.helm_timeout
+        timeout = self.profile.helm_timeout
+        return timeout if self.caps.gpu_drivers_preinstalled else max(timeout, 1200)
 
     def workloads(self) -> list[Workload]:
         sizes = _SIZES[self.profile.size]

@@ -287,8 +287,8 @@ class JupyterHub(Layer):
         for team in self.team_spawns():
             out += [KubeObject(m, phase="after-peers") for m in self.team_objects(team["namespace"])]
         if self.options.auth == "oidc":
-            out.append(KubeObject(secret(OIDC_SECRET, ns, {"client-secret": Generated(self.name, "oidc-client-secret")}),
-                                  phase="before-install"))
+            client_secret = {"client-secret": Generated(self.name, "oidc-client-secret")}
+            out.append(KubeObject(secret(OIDC_SECRET, ns, client_secret), phase="before-install"))
         return out
 
     def _feast_config_map(self, namespace: str) -> dict[str, Any]:

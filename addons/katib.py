@@ -60,7 +60,8 @@ class Katib(Layer):
         trial_job = {
             "apiVersion": "batch/v1", "kind": "Job",
             # Katib's advice for trials in sidecar-injected (Kubeflow profile) namespaces: no sidecar.
-            "spec": {"backoffLimit": 0, "template": {"metadata": {"labels": {"sidecar.istio.io/inject": "false"}}, "spec": {
+            "spec": {"backoffLimit": 0, "template": {
+                "metadata": {"labels": {"sidecar.istio.io/inject": "false"}}, "spec": {
                 "restartPolicy": "Never",
                 "containers": [{"name": "training-container", "image": BUSYBOX, "command": ["sh", "-c", command],
                                 "resources": {"requests": {"cpu": "50m", "memory": "32Mi"},

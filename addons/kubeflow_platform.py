@@ -82,7 +82,8 @@ class KubeflowPlatform(Layer):
 
     def validate(self) -> None:
         if self.caps.cni_bin_dir not in ISTIO_VARIANTS:
-            raise ConfigError(f"cnai:layers.kubeflow-platform.enabled: no Istio CNI variant for {self.caps.cni_bin_dir}")
+            raise ConfigError("cnai:layers.kubeflow-platform.enabled: no Istio CNI variant for "
+                              f"{self.caps.cni_bin_dir}")
         seen: dict[str, str] = {}
         for i, team in enumerate(self.teams()):
             if not team.owner:
@@ -132,7 +133,8 @@ class KubeflowPlatform(Layer):
         out = [
             ns(ISTIO_NS, {"istio-injection": "disabled"}), ns(DEX_NS), ns(OAUTH2_PROXY_NS),
             KubeObject(secret("dex-oidc-client", DEX_NS, {"OIDC_CLIENT_ID": OIDC_CLIENT_ID,
-                                                          "OIDC_CLIENT_SECRET": client_secret}), phase="before-install"),
+                                                          "OIDC_CLIENT_SECRET": client_secret}),
+                       phase="before-install"),
             KubeObject(secret("dex-passwords", DEX_NS, {dex_env(u): Generated(self.name, user_credential(u) + BCRYPT)
                                                         for u in self.users()}), phase="before-install"),
             KubeObject(secret("oauth2-proxy", OAUTH2_PROXY_NS, {

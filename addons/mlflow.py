@@ -33,7 +33,8 @@ _SIZES = {"small": ("100m", "512Mi", "1536Mi"), "large": ("500m", "1Gi", "4Gi")}
 
 
 class MlflowOptions(LayerOptions):
-    allowedHosts: tuple[str, ...] = Field((), strict=False, description="extra Host headers the server accepts (ingress hosts)")
+    allowedHosts: tuple[str, ...] = Field((), strict=False,
+                                          description="extra Host headers the server accepts (ingress hosts)")
     auth: bool = Field(False, description="MLflow basic auth: users and permissions in PostgreSQL, admin password "
                                           "generated into Secret mlflow-admin")
 
@@ -146,7 +147,8 @@ class Mlflow(Layer):
             return KubeObject(secret(name, ns, data, type_), phase="before-install")
 
         out = [
-            before_chart(DB_SECRET, {"username": "mlflow", "password": pg.password("mlflow")}, "kubernetes.io/basic-auth"),
+            before_chart(DB_SECRET, {"username": "mlflow", "password": pg.password("mlflow")},
+                         "kubernetes.io/basic-auth"),
             before_chart(FLASK_SECRET, {"MLFLOW_FLASK_SERVER_SECRET_KEY": Generated(self.name, "flask-secret-key")}),
         ]
         if store.static_keys:

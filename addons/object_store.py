@@ -53,7 +53,8 @@ class ExternalS3(Strict):
 
 
 class ObjectStoreOptions(LayerOptions):
-    size: Quantity | None = Field(None, description="data volume size (default: 10Gi laptop, 100Gi per volume server production)")
+    size: Quantity | None = Field(None, description="data volume size (default: 10Gi laptop, "
+                                                    "100Gi per volume server production)")
     storageClass: str = Field("", description="StorageClass of the data volumes (default: the cluster's default class)")
     external: ExternalS3 | None = Field(None, description="use this S3 service (secret key in "
                                         "cnai:objectStoreSecretAccessKey) instead of running SeaweedFS")
@@ -88,7 +89,8 @@ class ObjectStore(Layer):
 
     def consumers(self) -> dict[str, dict[str, str]]:
         """Enabled layers that use buckets -> {bucket: access}."""
-        return {layer.name: needs for layer in sorted(self.peers, key=lambda p: p.name) if (needs := layer.bucket_needs())}
+        peers = sorted(self.peers, key=lambda p: p.name)
+        return {layer.name: needs for layer in peers if (needs := layer.bucket_needs())}
 
     def bucket_names(self) -> list[str]:
         return sorted({b for buckets in self.consumers().values() for b in buckets})

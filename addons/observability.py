@@ -71,10 +71,12 @@ DASHBOARDS = {
                "short", 0, 0),
         _panel("Admitted active workloads", "sum by (cluster_queue) (kueue_admitted_active_workloads)",
                "{{cluster_queue}}", "short", 12, 0),
-        _panel("GPU quota used", 'sum by (cluster_queue) (kueue_cluster_queue_resource_usage{resource="nvidia.com/gpu"})',
+        _panel("GPU quota used",
+               'sum by (cluster_queue) (kueue_cluster_queue_resource_usage{resource="nvidia.com/gpu"})',
                "{{cluster_queue}}", "short", 0, 8),
         _panel("Admission wait (p90)",
-               "histogram_quantile(0.9, sum by (le, cluster_queue) (rate(kueue_admission_wait_time_seconds_bucket[10m])))",
+               "histogram_quantile(0.9, sum by (le, cluster_queue) "
+               "(rate(kueue_admission_wait_time_seconds_bucket[10m])))",
                "{{cluster_queue}}", "s", 12, 8),
     ]),
     "cnai-platform": _dashboard("cnai-platform", "CNAI / Platform layers", [
@@ -91,7 +93,8 @@ DASHBOARDS = {
 
 
 class ObservabilityOptions(LayerOptions):
-    retention: str = Field("", pattern=r"^([0-9]+[hdwy])?$", description="metrics retention (default: 1d laptop, 15d production)")
+    retention: str = Field("", pattern=r"^([0-9]+[hdwy])?$",
+                           description="metrics retention (default: 1d laptop, 15d production)")
     storageSize: str = Field("", description="Prometheus volume (default: 5Gi laptop, 100Gi production)")
     alertmanager: bool | None = Field(None, description="run Alertmanager (default: on HA profiles, i.e. production)")
     otelCollector: bool = Field(False, description="run an OpenTelemetry Collector (OTLP in; metrics to Prometheus)")

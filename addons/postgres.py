@@ -57,7 +57,8 @@ _SIZES = {
 
 
 class PostgresOptions(LayerOptions):
-    instances: int | None = Field(None, ge=1, le=9, description="PostgreSQL instances (default: 1 laptop, 3 production)")
+    instances: int | None = Field(None, ge=1, le=9,
+                                  description="PostgreSQL instances (default: 1 laptop, 3 production)")
     storageSize: Quantity | None = Field(None, description="volume per instance (default: 5Gi laptop, 50Gi production)")
     storageClass: str = Field("", description="StorageClass (default: the cluster's default class)")
     backups: bool = Field(True, description="WAL archiving and daily base backups to the object store")

@@ -92,7 +92,8 @@ class Teams(Layer):
                 "egress": [{"to": [{"namespaceSelector": self._platform()}]}]}),
             self._policy(meta("allow-dns"), {
                 "podSelector": {}, "policyTypes": ["Egress"],
-                "egress": [{"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                "egress": [{"to": [{"namespaceSelector": {"matchLabels": {
+                                        "kubernetes.io/metadata.name": "kube-system"}},
                                     "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
                             "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}]}),
             {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta("team-edit"),

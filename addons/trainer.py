@@ -46,7 +46,8 @@ class TrainerOptions(LayerOptions):
 class Trainer(Layer):
     name = "trainer"
     component = "Trainer"
-    description = "Kubeflow Trainer: TrainJobs on ClusterTrainingRuntimes (PyTorch, DeepSpeed, JAX...), queued by Kueue."
+    description = ("Kubeflow Trainer: TrainJobs on ClusterTrainingRuntimes (PyTorch, DeepSpeed, JAX...), "
+                   "queued by Kueue.")
     core = True
     chart = "kubeflow-trainer"
     manifests = ("trainer-runtimes",)

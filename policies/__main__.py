@@ -4,7 +4,6 @@
 """
 
 from pulumi_policy import EnforcementLevel, PolicyPack, StackValidationPolicy
-
 from rules import RULES, Res
 
 

@@ -18,7 +18,8 @@ ENFORCE = "pod-security.kubernetes.io/enforce"
 TEAM_LABEL = "platform.cnai.dev/team"
 PLATFORM_LABEL = "platform.cnai.dev/part-of"
 # Layers whose namespaces may run below `restricted` (each layer documents why: docs/layers/*.md).
-BELOW_RESTRICTED = {"gpu-operator": "privileged", "observability": "privileged", "feast": "baseline", "jupyterhub": "baseline", "kserve": "baseline",
+BELOW_RESTRICTED = {"gpu-operator": "privileged", "observability": "privileged", "feast": "baseline",
+                    "jupyterhub": "baseline", "kserve": "baseline",
                     "katib": "baseline", "pipelines": "baseline"}
 _EXACT_VERSION = re.compile(r"^v?\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$")
 _PINNED_REF = re.compile(r"(/v?\d+\.\d+\.\d+/|[?&]ref=v?\d+\.\d+\.\d+$)")
@@ -214,7 +215,8 @@ def _bucket_subresources(rs: list[Res], type_: str) -> dict[str, Res]:
 
 @rule("s3-encrypted", "Every S3 bucket has default server-side encryption with KMS.")
 def s3_encrypted(rs):
-    sse = _bucket_subresources(rs, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
+    sse = _bucket_subresources(
+        rs, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
     for b in of(rs, "aws:s3/bucket:Bucket"):
         rules = (sse.get(b.name).props.get("rules") if b.name in sse else None) or []
         algos = {(x.get("applyServerSideEncryptionByDefault") or {}).get("sseAlgorithm") for x in rules}
@@ -292,7 +294,8 @@ def gpu_pools_tainted(rs):
             yield np.urn, f"GPU node pool {np.name} is not tainted"
 
 
-@rule("managed-databases-private", "RDS / Cloud SQL instances are private, encrypted and backed up, with TLS required on Cloud SQL.")
+@rule("managed-databases-private",
+      "RDS / Cloud SQL instances are private, encrypted and backed up, with TLS required on Cloud SQL.")
 def managed_databases_private(rs):
     for db in of(rs, "aws:rds/instance:Instance"):
         p = db.props
@@ -302,10 +305,12 @@ def managed_databases_private(rs):
         s = db.props.get("settings") or {}
         ip, backup = s.get("ipConfiguration") or {}, s.get("backupConfiguration") or {}
         if ip.get("ipv4Enabled") is not False or ip.get("sslMode") != "ENCRYPTED_ONLY" or not backup.get("enabled"):
-            yield db.urn, f"Cloud SQL instance {db.props.get('name')} has a public IP, accepts plain connections or has no backups"
+            yield db.urn, (f"Cloud SQL instance {db.props.get('name')} has a public IP, accepts plain connections "
+                           "or has no backups")
 
 
-@rule("stateful-protected", "Where the cluster is deletion-protected (production), stateful resources are protected too.")
+@rule("stateful-protected",
+      "Where the cluster is deletion-protected (production), stateful resources are protected too.")
 def stateful_protected(rs):
     clusters = of(rs, "aws:eks/cluster:Cluster", "gcp:container/cluster:Cluster")
     if not any(c.props.get("deletionProtection") for c in clusters):

@@ -48,6 +48,7 @@ def secret_data(rec: Recording, namespace: str, name: str) -> dict:
 
 
 def pytest_configure(config):
-    # pulumi-aws and pulumi-gcp warn at import about their own deprecated resource classes, which the platform does not use.
+    # pulumi-aws and pulumi-gcp warn at import about their own deprecated resource classes, which the platform
+    # does not use.
     config.addinivalue_line("filterwarnings", r"ignore::DeprecationWarning:pulumi_aws\..*")
     config.addinivalue_line("filterwarnings", r"ignore::DeprecationWarning:pulumi_gcp\..*")

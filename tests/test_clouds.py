@@ -93,11 +93,13 @@ def test_eks_buckets_are_encrypted_versioned_private_and_protected():
     assert all(b["forceDestroy"] is False for b in buckets.values())
     assert all(r.protect for r in rec.by_type("aws:s3/bucket:Bucket"))
     for name in buckets:
-        assert one(rec, "aws:s3/bucketVersioning:BucketVersioning", name)["versioningConfiguration"] == {"status": "Enabled"}
+        assert one(rec, "aws:s3/bucketVersioning:BucketVersioning",
+                   name)["versioningConfiguration"] == {"status": "Enabled"}
         sse = one(rec, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration", name)
         assert sse["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "aws:kms"
         block = one(rec, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", name)
-        assert all(block[k] for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
+        assert all(block[k] for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls",
+                                      "restrictPublicBuckets"))
 
 
 def test_eks_identities_are_scoped_to_each_layers_buckets():
@@ -114,7 +116,8 @@ def test_eks_identities_are_scoped_to_each_layers_buckets():
     for doc in policies.values():
         assert all(s["Resource"] != "*" or "autoscaling:SetDesiredCapacity" not in s["Action"] or "Condition" in s
                    for s in doc["Statement"])
-    assoc = {(a["namespace"], a["serviceAccount"]) for a in all_of(rec, "aws:eks/podIdentityAssociation:PodIdentityAssociation").values()}
+    assoc = {(a["namespace"], a["serviceAccount"]) for a in all_of(rec,
+                                                                   "aws:eks/podIdentityAssociation:PodIdentityAssociation").values()}
     assert {("mlflow", "mlflow"), ("feast", "feast-platform"),
             ("kserve-examples", "kserve-models"), ("team-research", "kserve-models")} <= assoc
     assert ("postgres", "platform-db") not in assoc  # managed PostgreSQL: no in-cluster instances
@@ -123,8 +126,10 @@ def test_eks_identities_are_scoped_to_each_layers_buckets():
 def test_eks_layers_use_pod_identity_not_keys():
     rec = evaluate("eks")
     assert "object-store" not in {r.name for r in rec.by_type("kubernetes:helm.sh/v3:Release")}
-    assert not [r for r in rec.by_type("random:index/randomPassword:RandomPassword") if r.name.startswith("object-store")]
-    assert not [o for o in rec.objects() if o["kind"] == "Secret" and "AWS_SECRET_ACCESS_KEY" in o.get("stringData", {})]
+    assert not [r for r in rec.by_type("random:index/randomPassword:RandomPassword")
+                if r.name.startswith("object-store")]
+    assert not [o for o in rec.objects() if o["kind"] == "Secret" and "AWS_SECRET_ACCESS_KEY" in o.get("stringData",
+                                                                                                       {})]
     v = values_of(rec, "mlflow")
     assert v["artifactRoot"]["s3"] == {"enabled": True, "bucket": "cnai-eks-mlflow", "path": ""}
     assert "MLFLOW_S3_ENDPOINT_URL" not in v["extraEnvVars"]
@@ -141,7 +146,8 @@ def test_eks_cluster_autoscaler_discovers_the_groups_with_its_own_role():
     assert v["autoDiscovery"] == {"clusterName": "cnai-eks"} and v["awsRegion"] == "us-west-2"
     assert v["image"]["tag"].startswith("v1.35.")  # the autoscaler's minor follows the cluster's
     assert v["cloudProvider"] == "aws" and "awsAccessKeyID" not in v
-    assoc = {(a["namespace"], a["serviceAccount"]) for a in all_of(rec, "aws:eks/podIdentityAssociation:PodIdentityAssociation").values()}
+    assoc = {(a["namespace"], a["serviceAccount"]) for a in all_of(rec,
+                                                                   "aws:eks/podIdentityAssociation:PodIdentityAssociation").values()}
     assert ("cluster-autoscaler", "cluster-autoscaler") in assoc
     policy = json.loads(one(rec, "aws:iam/rolePolicy:RolePolicy", "layer-cluster-autoscaler")["policy"])
     resize = next(s for s in policy["Statement"] if "autoscaling:SetDesiredCapacity" in s["Action"])
@@ -183,7 +189,8 @@ def test_gke_gpu_pool_scales_from_zero_and_follows_the_driver_choice():
     assert gpu["driver"]["enabled"] is False
     assert gpu["hostPaths"]["driverInstallDir"] == gpu["toolkit"]["installDir"] == "/home/kubernetes/bin/nvidia"
     assert {"name": "RUNTIME_CONFIG_SOURCE", "value": "file"} in gpu["toolkit"]["env"]
-    quota = next(o for o in rec.objects() if o["kind"] == "ResourceQuota" and o["metadata"]["namespace"] == "gpu-operator")
+    quota = next(o for o in rec.objects() if o["kind"] == "ResourceQuota"
+                 and o["metadata"]["namespace"] == "gpu-operator")
     assert quota["spec"]["scopeSelector"]["matchExpressions"][0]["values"] == ["system-node-critical",
                                                                               "system-cluster-critical"]
 
@@ -209,7 +216,8 @@ def test_gke_buckets_and_workload_identity_bindings():
             "roles/iam.workloadIdentityUser") in members
     grants = {n: g["role"] for n, g in all_of(rec, "gcp:storage/bucketIAMMember:BucketIAMMember").items()}
     assert grants == {"mlflow-mlflow": "roles/storage.objectUser", "kserve-mlflow": "roles/storage.objectViewer",
-                      "feast-feast": "roles/storage.objectUser", "postgres-postgres-backups": "roles/storage.objectUser"}
+                      "feast-feast": "roles/storage.objectUser",
+                      "postgres-postgres-backups": "roles/storage.objectUser"}
     v = values_of(rec, "mlflow")
     assert v["serviceAccount"]["annotations"] == {
         "iam.gke.io/gcp-service-account": "cnai-gke-mlflow@my-ml-project.iam.gserviceaccount.com"}

@@ -9,9 +9,8 @@ import subprocess
 import pytest
 import yaml
 
-from modules.shared.config import ConfigError
-
 from modules.clusters.kind import HERE as KIND_DIR
+from modules.shared.config import ConfigError
 from tests.conftest import evaluate
 from tools.harness import normalize
 

@@ -10,8 +10,8 @@ import pulumi
 import pytest
 import yaml
 
-from modules.shared.config import ConfigError
 from engine.registry import SpecModel
+from modules.shared.config import ConfigError
 from tools.harness import ROOT, run, stack_config
 
 BAD = [
@@ -74,29 +74,33 @@ def test_a_disabled_requirement_is_rejected(monkeypatch):
 
     monkeypatch.setattr(LAYERS["kueue"], "requires", ("cert-manager",))
     off = {"enabled": False}  # the other layers that need cert-manager
-    with pytest.raises(ConfigError, match=r"^cnai:layers.kueue.enabled: layer kueue requires cert-manager, which is disabled"):
+    with pytest.raises(ConfigError,
+                       match=r"^cnai:layers.kueue.enabled: layer kueue requires cert-manager, which is disabled"):
         run("kind", {"cnai:layers": {n: off for n in ("cert-manager", "kserve", "postgres", "mlflow", "feast")}})
 
 
 def test_bad_config_registers_nothing_and_pulumi_up_gets_one_line():
     """Through __main__.py as the engine runs it: RunError (no stack trace), no resource registered."""
-    from tools.harness import _Mocks, _Recorder, Recording
     from pulumi.runtime import settings
     from pulumi.runtime.config import set_all_config
+
+    from tools.harness import Recording, _Mocks, _Recorder
 
     flat, _ = stack_config("kind", {"cnai:gpu": {"enabled": True, "count": 99}})
     rec = Recording("kind")
     settings.reset_options()
     set_all_config(flat, [])
     pulumi.runtime.set_mocks(_Mocks(), "cnai", "kind", preview=False, monitor=_Recorder(rec))
-    with pytest.raises(pulumi.RunError, match=r"^invalid stack config: cnai:gpu.count: must be less than or equal to 8"):
+    with pytest.raises(pulumi.RunError,
+                       match=r"^invalid stack config: cnai:gpu.count: must be less than or equal to 8"):
         pulumi.runtime.test(lambda: runpy.run_path(str(ROOT / "__main__.py")))()
     assert rec.registrations == []
 
 
 def test_plan_cli_exits_2_with_one_line(tmp_path):
     stack = ROOT / "stacks" / "Pulumi.zz-bad.yaml"
-    stack.write_text(yaml.safe_dump({"config": {"cnai:environment": "kind", "cnai:gpu": {"enabled": True, "count": "two"}}}))
+    stack.write_text(yaml.safe_dump({"config": {"cnai:environment": "kind", "cnai:gpu": {"enabled": True,
+                                                                                         "count": "two"}}}))
     try:
         proc = subprocess.run([sys.executable, "-m", "tools.plan", "zz-bad", "--json"], cwd=ROOT,
                               capture_output=True, text=True)
@@ -104,7 +108,8 @@ def test_plan_cli_exits_2_with_one_line(tmp_path):
         stack.unlink()
     assert proc.returncode == 2
     assert proc.stdout == ""
-    assert proc.stderr.strip().splitlines() == ["invalid stack config: cnai:gpu.count: must be a valid integer (got 'two')"]
+    assert proc.stderr.strip().splitlines() == [
+        "invalid stack config: cnai:gpu.count: must be a valid integer (got 'two')"]
 
 
 def test_project_defaults_match_the_config_model():

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from engine.registry import LAYERS
-from engine.registry import CLUSTERS
+from engine.registry import CLUSTERS, LAYERS
 from modules.shared.versions import ROOT
 from tools import docs
 

@@ -67,7 +67,8 @@ def test_kustomizations_replace_every_published_credential_and_namespace():
     created = {(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]) for o in rec.objects()}
     assert deleted <= created
     for ns in ("istio-system", "auth", "oauth2-proxy"):
-        labels = next(o for o in rec.objects() if o["kind"] == "Namespace" and o["metadata"]["name"] == ns)["metadata"]["labels"]
+        labels = next(o for o in rec.objects() if o["kind"] == "Namespace"
+                      and o["metadata"]["name"] == ns)["metadata"]["labels"]
         assert labels["platform.cnai.dev/part-of"] == "kubeflow-platform"  # team NetworkPolicies admit it
         assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
 
@@ -139,7 +140,8 @@ def test_members_are_contributors_as_kfam_makes_them():
     assert name == "user-alice-example-com-clusterrole-edit"
     binding = next(o for o in research if o["kind"] == "RoleBinding" and o["metadata"]["name"] == name)
     assert binding["roleRef"]["name"] == "kubeflow-edit"
-    assert binding["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice@example.com"}]
+    assert binding["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                                    "name": "alice@example.com"}]
     assert binding["metadata"]["annotations"] == {"user": "alice@example.com", "role": "edit"}
     policy = next(o for o in research if o["kind"] == "AuthorizationPolicy" and o["metadata"]["name"] == name)
     assert policy["spec"]["rules"][0]["when"] == [{"key": "request.headers[kubeflow-userid]",
@@ -151,7 +153,8 @@ def test_members_are_contributors_as_kfam_makes_them():
 
 
 def test_without_the_platform_team_namespaces_are_not_profile_namespaces():
-    ns = next(o for o in evaluate("kind").objects() if o["kind"] == "Namespace" and o["metadata"]["name"] == "team-research")
+    ns = next(o for o in evaluate("kind").objects() if o["kind"] == "Namespace"
+              and o["metadata"]["name"] == "team-research")
     assert "istio-injection" not in ns["metadata"]["labels"] and "annotations" not in ns["metadata"]
     assert ns["metadata"]["labels"]["app.kubernetes.io/part-of"] == "cnai"
 
@@ -173,7 +176,8 @@ def test_platform_needs_cert_manager():
     from engine.registry import LAYERS
 
     layers = {n: {"enabled": n in ("kubeflow-platform", "teams")} for n in LAYERS}
-    with pytest.raises(ConfigError, match=r"^cnai:layers.kubeflow-platform.enabled: layer kubeflow-platform requires cert-manager"):
+    with pytest.raises(ConfigError,
+                       match=r"^cnai:layers.kubeflow-platform.enabled: layer kubeflow-platform requires cert-manager"):
         evaluate("kind", {"cnai:teams": TEAMS, "cnai:layers": layers})
 
 

@@ -52,7 +52,8 @@ def test_kueue_objects_wait_for_their_crds_and_team_namespaces(recording):
 def test_every_team_gets_a_local_queue_and_isolation(recording):
     rec = recording
     objects = rec.objects()
-    teams = [o["metadata"]["name"] for o in objects if o["kind"] == "Namespace" and o["metadata"]["name"].startswith("team-")]
+    teams = [o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"
+             and o["metadata"]["name"].startswith("team-")]
     assert teams
     for ns in teams:
         kinds = sorted((o["kind"], o["metadata"]["name"]) for o in objects if o["metadata"].get("namespace") == ns)
@@ -60,7 +61,8 @@ def test_every_team_gets_a_local_queue_and_isolation(recording):
                        ("NetworkPolicy", "allow-platform"), ("NetworkPolicy", "default-deny"),
                        ("ResourceQuota", "team-quota"), ("RoleBinding", "team-edit")]:
             assert needed in kinds, f"{ns} lacks {needed}"
-        deny = next(o for o in objects if o["metadata"].get("namespace") == ns and o["metadata"]["name"] == "default-deny")
+        deny = next(o for o in objects if o["metadata"].get("namespace") == ns
+                    and o["metadata"]["name"] == "default-deny")
         assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
 
 
@@ -81,8 +83,8 @@ def test_platform_namespaces_carry_pod_security_and_platform_label(recording):
         layer = layers[labels["platform.cnai.dev/part-of"]]
         if name in declared:
             assert declared[name] is layer
-            sharing = [l for l in layers.values() if l.namespace == name]
-            least = min((l.pod_security for l in sharing), key=["privileged", "baseline", "restricted"].index)
+            sharing = [other for other in layers.values() if other.namespace == name]
+            least = min((other.pod_security for other in sharing), key=["privileged", "baseline", "restricted"].index)
             assert labels["pod-security.kubernetes.io/enforce"] == least, name
         else:  # an extra namespace a layer creates (e.g. for its examples) runs restricted
             assert labels["pod-security.kubernetes.io/enforce"] == "restricted", name
@@ -107,7 +109,8 @@ def test_time_slicing_config_map_is_created_before_the_release():
     config = yaml.safe_load(cm.inputs["data"]["any"])
     assert config["sharing"]["timeSlicing"]["resources"] == [{"name": "nvidia.com/gpu", "replicas": 4}]
     assert config["version"] == "v1"
-    assert "kubernetes:core/v1:ConfigMap::configmap-gpu-operator-time-slicing-config" in deps(rec, rec.get(RELEASE, "gpu-operator"))
+    assert "kubernetes:core/v1:ConfigMap::configmap-gpu-operator-time-slicing-config" in deps(rec, rec.get(RELEASE,
+                                                                                                           "gpu-operator"))
 
 
 def test_gpu_operator_on_existing_follows_its_capabilities():
@@ -115,7 +118,8 @@ def test_gpu_operator_on_existing_follows_its_capabilities():
     assert v["driver"]["enabled"] is False  # gpuDriversPreinstalled: true
     assert v["toolkit"]["enabled"] is True  # gpuToolkitPreinstalled: false
     assert v["mig"]["strategy"] == "single"
-    assert v["migManager"] == {"enabled": True, "config": {"default": "all-1g.10gb"}, "resources": v["migManager"]["resources"]}
+    assert v["migManager"] == {"enabled": True, "config": {"default": "all-1g.10gb"},
+                               "resources": v["migManager"]["resources"]}
     assert "nodeSelector" not in v["node-feature-discovery"]["worker"]  # discovery runs on every node
     assert "config" not in v["devicePlugin"]
 
@@ -125,8 +129,10 @@ def test_gpu_operator_excludes_control_plane_and_never_waits_on_gpu_less_nodes()
         v = values_of(evaluate(stack), "gpu-operator")
         for part in (v["operator"], v["node-feature-discovery"]["master"], v["node-feature-discovery"]["gc"]):
             assert part["tolerations"] == []
-            term = part["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
-            assert term["matchExpressions"] == [{"key": "node-role.kubernetes.io/control-plane", "operator": "DoesNotExist"}]
+            required = part["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            term = required["nodeSelectorTerms"][0]
+            assert term["matchExpressions"] == [{"key": "node-role.kubernetes.io/control-plane",
+                                                 "operator": "DoesNotExist"}]
         worker_tolerations = v["node-feature-discovery"]["worker"]["tolerations"]
         assert all(t["key"] != "node-role.kubernetes.io/control-plane" for t in worker_tolerations)
         release = evaluate(stack).get(RELEASE, "gpu-operator").inputs
@@ -156,13 +162,15 @@ def test_kueue_flavors_and_quotas_follow_gpu_capabilities():
     assert eg["nvidia.com/gpu.product"] == "NVIDIA-A100-SXM4-80GB"
     quota = existing[("ClusterQueue", "platform")]["spec"]["resourceGroups"]
     assert quota[0]["flavors"][0]["resources"][0] == {"name": "cpu", "nominalQuota": "96"}
-    assert quota[1]["flavors"][0]["resources"] == [{"name": "nvidia.com/gpu", "nominalQuota": "112"}]  # 2x8 GPUs x 7 MIG
+    assert quota[1]["flavors"][0]["resources"] == [{"name": "nvidia.com/gpu",
+                                                    "nominalQuota": "112"}]  # 2x8 GPUs x 7 MIG
 
 
 def test_kueue_image_and_requests_are_pinned_and_explicit():
     for stack, cpu in (("kind", "100m"), ("existing", "500m")):
         v = values_of(evaluate(stack), "kueue")["controllerManager"]
-        assert v["manager"]["image"] == {"repository": "registry.k8s.io/kueue/kueue", "tag": "v0.19.2", "pullPolicy": "IfNotPresent"}
+        assert v["manager"]["image"] == {"repository": "registry.k8s.io/kueue/kueue", "tag": "v0.19.2",
+                                         "pullPolicy": "IfNotPresent"}
         assert v["manager"]["resources"]["requests"]["cpu"] == cpu
 
 
@@ -184,8 +192,9 @@ def test_values_overrides_from_config_are_merged_last():
 
 def test_disabling_a_layer_removes_it_and_its_per_team_objects():
     off = {"enabled": False}
-    rec = evaluate("kind", {"cnai:layers": {"kueue": off, "gpu-operator": off, "mlflow": off, "postgres": off,
-                                            "object-store": off, "kserve": off, "feast": off, "jupyterhub": off, "trainer": off, "katib": off, "pipelines": off, "observability": off}})
+    rec = evaluate("kind", {"cnai:layers": {n: off for n in (
+        "kueue", "gpu-operator", "mlflow", "postgres", "object-store", "kserve", "feast", "jupyterhub", "trainer",
+        "katib", "pipelines", "observability")}})
     assert {r.name for r in rec.registrations if r.type.startswith("cnai:addons:")} == {"cert-manager", "teams"}
     assert not [o for o in rec.objects() if o["apiVersion"].startswith("kueue.x-k8s.io")]
 
@@ -216,6 +225,7 @@ def test_every_team_gets_the_same_objects_from_every_layer():
 
 
 def test_team_members_may_manage_inference_services():
-    role = next(o for o in evaluate("kind").objects() if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "cnai-kserve-edit")
+    role = next(o for o in evaluate("kind").objects() if o["kind"] == "ClusterRole"
+                and o["metadata"]["name"] == "cnai-kserve-edit")
     assert role["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
     assert "create" in role["rules"][0]["verbs"] and "inferenceservices" in role["rules"][0]["resources"]

@@ -105,7 +105,8 @@ def test_kserve_charts_install_in_order():
     labels = lambda name: {rec.label(d) for d in rec.get(RELEASE, name).depends_on}  # noqa: E731
     assert f"{RELEASE}::kserve-crd" in labels("kserve-resources")
     assert f"{RELEASE}::kserve-resources" in labels("kserve-runtime-configs")
-    isvc = rec.get("kubernetes:serving.kserve.io/v1beta1:InferenceService", "inferenceservice-kserve-examples-example-iris")
+    isvc = rec.get("kubernetes:serving.kserve.io/v1beta1:InferenceService",
+                   "inferenceservice-kserve-examples-example-iris")
     assert {f"{RELEASE}::kserve-runtime-configs", "kubernetes:batch/v1:Job::job-kserve-examples-example-iris-train"} \
         <= {rec.label(d) for d in isvc.depends_on}
 
@@ -161,10 +162,10 @@ def test_production_protects_the_database_and_runs_it_highly_available():
     rec = evaluate("existing")
     cluster = rec.get("kubernetes:postgresql.cnpg.io/v1:Cluster", "cluster-postgres-platform-db")
     assert cluster.inputs["spec"]["instances"] == 3
-    layer = next(l for l in rec.platform.layers if l.name == "postgres")
+    layer = next(x for x in rec.platform.layers if x.name == "postgres")
     obj = next(o for o in layer.objects() if o.manifest["kind"] == "Cluster")
     assert obj.protect
-    laptop = next(l for l in evaluate("kind").platform.layers if l.name == "postgres")
+    laptop = next(x for x in evaluate("kind").platform.layers if x.name == "postgres")
     assert not next(o for o in laptop.objects() if o.manifest["kind"] == "Cluster").protect
 
 
@@ -235,7 +236,8 @@ def test_external_s3_replaces_the_in_cluster_store():
 
     rec = run("existing", EXTERNAL)
     assert "object-store" not in {r.name for r in rec.by_type(RELEASE)}
-    assert not [r for r in rec.by_type("random:index/randomPassword:RandomPassword") if r.name.startswith("object-store")]
+    assert not [r for r in rec.by_type("random:index/randomPassword:RandomPassword")
+                if r.name.startswith("object-store")]
     s3 = secret_data(rec, "mlflow", "mlflow-s3")
     assert s3 == {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "offline-plan-dummy-secret"}
     v = values_of(rec, "mlflow")
@@ -292,7 +294,8 @@ def test_feast_offline_store_reads_buckets_with_the_cloud_credential_chain():
     assert env["AWS_ENDPOINT_URL"].startswith("http") and "AWS_SECRET_ACCESS_KEY" in env
     assert not [k for k in env if k.startswith("DUCKDB_")]
     outputs = rec.outputs["layer:feast"]
-    assert outputs["offlineBucket"] == "s3://feast" and outputs["fileSourceS3EndpointOverride"] == env["AWS_ENDPOINT_URL"]
+    assert outputs["offlineBucket"] == "s3://feast"
+    assert outputs["fileSourceS3EndpointOverride"] == env["AWS_ENDPOINT_URL"]
     eks = evaluate("eks")
     env = secret_data(eks, "feast", "feast-env")
     assert "AWS_SECRET_ACCESS_KEY" not in env and "AWS_ENDPOINT_URL" not in env  # Pod Identity

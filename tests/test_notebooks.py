@@ -183,10 +183,12 @@ def test_the_hub_may_spawn_in_each_team_namespace_and_nowhere_else():
         assert rules == {("pods", "persistentvolumeclaims"): {"get", "watch", "list", "create", "delete"},
                          ("events",): {"get", "watch", "list"}}
         assert objs["RoleBinding"]["subjects"] == [{"kind": "ServiceAccount", "name": "hub", "namespace": "jupyterhub"}]
-        hub_cm = next(o for o in rec.objects() if o["kind"] == "ConfigMap" and o["metadata"]["namespace"] == "jupyterhub"
+        hub_cm = next(o for o in rec.objects() if o["kind"] == "ConfigMap"
+                      and o["metadata"]["namespace"] == "jupyterhub"
                       and o["metadata"]["name"] == "feast-client")
         assert objs["ConfigMap"]["data"] == hub_cm["data"]  # the servers mount it wherever they run
-    binding = rec.get("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding", "rolebinding-team-research-jupyterhub-spawner")
+    binding = rec.get("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding",
+                      "rolebinding-team-research-jupyterhub-spawner")
     assert "kubernetes:core/v1:Namespace::namespace-team-research" in {rec.label(u) for u in rec.waits_for(binding)}
 
 

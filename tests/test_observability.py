@@ -91,4 +91,5 @@ def test_mlflow_and_model_servers_are_scraped():
     assert "serviceMonitor" not in values_of(off, "mlflow")
     assert not [o for o in off.objects() if o["kind"] == "PodMonitor"]
     knative = evaluate("kind", {"cnai:layers": {"kserve": {"deploymentMode": "Knative"}}})
-    assert "ports" not in next(o for o in knative.objects() if o["kind"] == "InferenceService")["spec"]["predictor"]["model"]
+    assert "ports" not in next(o for o in knative.objects()
+                               if o["kind"] == "InferenceService")["spec"]["predictor"]["model"]

@@ -11,7 +11,8 @@ from tests.conftest import evaluate
 from tools.harness import normalize, stacks
 
 sys.path.insert(0, str(__import__("modules.shared.versions", fromlist=["ROOT"]).ROOT / "policies"))
-from rules import RULES, Res, evaluate as run_rules  # noqa: E402
+from rules import RULES, Res  # noqa: E402
+from rules import evaluate as run_rules
 
 
 def resources(stack: str, overrides: dict | None = None) -> list[Res]:
@@ -69,11 +70,13 @@ def _break_lb(rs):
 
 
 def _break_team(rs):
-    rs.remove(next(r for r in rs if r.props.get("kind") == "NetworkPolicy" and r.props["metadata"]["name"] == "default-deny"))
+    rs.remove(next(r for r in rs if r.props.get("kind") == "NetworkPolicy"
+                   and r.props["metadata"]["name"] == "default-deny"))
 
 
 def _break_credentials(rs):
-    find(rs, "kubernetes:helm.sh/v3:Release", "mlflow").props["values"]["backendStore"]["postgres"]["password"] = "hunter2"
+    find(rs, "kubernetes:helm.sh/v3:Release",
+         "mlflow").props["values"]["backendStore"]["postgres"]["password"] = "hunter2"
 
 
 def _drop(type_):
@@ -120,7 +123,8 @@ BROKEN = {
     "no-load-balancers": ("kind", _break_lb),
     "teams-isolated": ("kind", _break_team),
     "credentials-in-secrets": ("kind", _break_credentials),
-    "s3-encrypted": ("eks", _drop("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")),
+    "s3-encrypted": ("eks",
+                     _drop("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")),
     "s3-versioned": ("eks", _drop("aws:s3/bucketVersioning:BucketVersioning")),
     "s3-private": ("eks", _drop("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")),
     "gcs-private-versioned": ("gke", _break_gcs),

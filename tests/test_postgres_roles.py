@@ -71,7 +71,8 @@ def psql(host: str, user: str, password: str, sql: str, db: str = "postgres") ->
 
 def job_env(rec, host: str) -> dict[str, str]:
     """The role Job's environment as the pod would see it, pointed at the local server."""
-    job = next(o for o in rec.objects() if o["kind"] == "Job" and o["metadata"]["name"].startswith("platform-db-roles-"))
+    job = next(o for o in rec.objects() if o["kind"] == "Job"
+               and o["metadata"]["name"].startswith("platform-db-roles-"))
     ns = job["metadata"]["namespace"]
     env: dict[str, str] = {}
     for e in normalize(job, reveal=True)["spec"]["template"]["spec"]["containers"][0]["env"]:
@@ -106,7 +107,8 @@ def test_role_job_creates_each_layers_role_and_database_as_a_non_superuser_admin
     for role in roles:
         who = psql(server, role, env[f"PASSWORD_{role.upper()}"], "SELECT current_user, current_database()", db=role)
         assert who.returncode == 0 and who.stdout.strip() == f"{role}|{role}", who.stderr
-        owner = psql(server, admin, admin_pw, f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{role}'")
+        owner = psql(server, admin, admin_pw,
+                     f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{role}'")
         assert owner.stdout.strip() == role
         # The role owns its database: it can create its schema objects (MLflow and Feast migrations do).
         ddl = psql(server, role, env[f"PASSWORD_{role.upper()}"], "CREATE TABLE t (i int); DROP TABLE t", db=role)

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from engine.registry import LAYERS
 from engine.graph import waves
 from engine.program import load_spec
+from engine.registry import LAYERS
 from tools.harness import ROOT, stack_config, stacks
 from tools.plan import plan, text
 
@@ -19,9 +19,9 @@ from tools.plan import plan, text
 def test_plan_json_has_the_documented_shape(stack):
     doc = plan(stack)
     assert doc["stack"] == stack
-    names = [l["name"] for l in doc["layers"]]
+    names = [layer["name"] for layer in doc["layers"]]
     assert names.index("teams") < names.index("kueue") and names.index("postgres") < names.index("mlflow")
-    assert all({"name", "requires"} <= set(l) for l in doc["layers"])
+    assert all({"name", "requires"} <= set(layer) for layer in doc["layers"])
     for r in doc["resources"]:
         assert set(r) == {"type", "name", "parent", "depends_on", "inputs"}
     assert {"cert-manager", "gpu-operator", "kueue", "mlflow"} <= {h["name"] for h in doc["helm_releases"]}

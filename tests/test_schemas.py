@@ -46,7 +46,9 @@ def objects():
         version = load_spec(stack_config(stack)[0], stack).kubernetesVersion
         for obj in evaluate(stack).objects():
             obj = normalize(obj, reveal=True)
-            yield pytest.param(version, obj, id=f"{stack}:{obj['kind']}/{obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}")
+            yield pytest.param(version, obj,
+                               id=f"{stack}:{obj['kind']}/{obj['metadata'].get('namespace', '')}/"
+                                  f"{obj['metadata']['name']}")
 
 
 @pytest.mark.parametrize("k8s_version,obj", list(objects()))

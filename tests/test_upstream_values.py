@@ -80,7 +80,8 @@ def test_the_key_check_catches_a_typo():
     keys = facts("gpu-operator")["keys"]
     assert unknown_keys({"driver": {"enabled": False}, "toolkit": {"installDir": "/x"}}, keys) == []
     assert unknown_keys({"driver": {"enable": False}}, keys) == ["driver.enable"]
-    assert unknown_keys({"dcgmExporter": {"serviceMonitor": {"enable": True}}}, keys) == ["dcgmExporter.serviceMonitor.enable"]
+    assert unknown_keys({"dcgmExporter": {"serviceMonitor": {"enable": True}}},
+                        keys) == ["dcgmExporter.serviceMonitor.enable"]
     # Under a free-form map (resources: {}), any key is the user's own.
     assert unknown_keys({"driver": {"resources": {"requests": {"cpu": "1"}}}}, keys) == []
 

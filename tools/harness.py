@@ -103,7 +103,8 @@ class Recording:
         return out
 
     def patches(self) -> list[Registration]:
-        return [r for r in self.registrations if r.custom and r.type.startswith("kubernetes:") and r.type.endswith("Patch")]
+        return [r for r in self.registrations
+                if r.custom and r.type.startswith("kubernetes:") and r.type.endswith("Patch")]
 
 
 def normalize(value: Any, reveal: bool = False) -> Any:

@@ -155,7 +155,8 @@ def build(upstreams: list[Path], extra_subcharts: dict[str, dict[str, Path]],
                     doc = {"group": group, "kind": kind, "version": version, "scope": crd["scope"],
                            "storage": bool(meta.get("storage")), "deprecated": bool(meta.get("deprecated")),
                            "source": f"{crd['repo']}@{crd['tag']}:{crd['path']}", "schema": prune(schema)}
-                    files[FACTS / "crds" / group / f"{kind}.{version}.json"] = json.dumps(doc, indent=1, sort_keys=True) + "\n"
+                    path = FACTS / "crds" / group / f"{kind}.{version}.json"
+                    files[path] = json.dumps(doc, indent=1, sort_keys=True) + "\n"
     return files
 
 

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from modules.shared.config_types import BUCKET_PREFIX, DNS_SUBDOMAIN, Cidr, DnsLabel, ImageRef, Strict
 
+
 class KindCluster(Strict):
     clusterName: DnsLabel = "cnai"
     workers: int | None = Field(None, ge=1, le=8, description="CPU workers (default: the profile's)")
@@ -20,7 +21,8 @@ class KindCluster(Strict):
 
 class ExistingCluster(Strict):
     cniBinDir: Literal["/opt/cni/bin", "/home/kubernetes/bin"] = Field(
-        "/opt/cni/bin", description="where nodes keep CNI plugins (GKE: /home/kubernetes/bin); Istio CNI installs there")
+        "/opt/cni/bin",
+        description="where nodes keep CNI plugins (GKE: /home/kubernetes/bin); Istio CNI installs there")
     kubeconfig: str = Field("~/.kube/config", min_length=1, description="path to the kubeconfig file")
     context: str = ""
     storageClass: str = Field("standard", pattern=DNS_SUBDOMAIN)
@@ -76,7 +78,8 @@ class EksDatabase(Strict):
     """RDS for PostgreSQL, used when `cnai:layers.postgres.managed` is true."""
 
     instanceClass: str = Field("", pattern=r"^(db\.[a-z0-9]+\.[a-z0-9]+)?$",
-                               description="RDS instance class (default: db.t4g.medium laptop, db.m7g.large production)")
+                               description="RDS instance class "
+                                           "(default: db.t4g.medium laptop, db.m7g.large production)")
     engineVersion: str = Field("17", pattern=r"^1[4-8](\.[0-9]+)?$", description="PostgreSQL major (or major.minor)")
     storageGb: int = Field(50, ge=20, le=65536, description="allocated gp3 storage")
     maxStorageGb: int = Field(200, ge=0, le=65536, description="storage autoscaling ceiling (0: off)")
@@ -87,7 +90,8 @@ class EksDatabase(Strict):
 class Endpoint(Strict):
     public: bool = True
     private: bool = True
-    publicCidrs: tuple[Cidr, ...] = Field(("0.0.0.0/0",), strict=False, description="who may reach the public API endpoint")
+    publicCidrs: tuple[Cidr, ...] = Field(("0.0.0.0/0",), strict=False,
+                                          description="who may reach the public API endpoint")
 
 
 class EksCluster(Strict):
@@ -137,9 +141,11 @@ class GkeDatabase(Strict):
                       description="machine tier (default: db-custom-1-3840 laptop, db-custom-2-7680 production)")
     version: str = Field("POSTGRES_17", pattern=r"^POSTGRES_1[4-8]$", description="Cloud SQL database version")
     diskSizeGb: int = Field(50, ge=10, le=65536, description="SSD size; grows automatically")
-    highAvailability: bool | None = Field(None, description="regional instance with a standby (default: on in production)")
+    highAvailability: bool | None = Field(None,
+                                          description="regional instance with a standby (default: on in production)")
     backupRetentionDays: int = Field(7, ge=1, le=365, description="daily backups kept, with point-in-time recovery")
-    peeringCidrPrefix: int = Field(20, ge=16, le=24, description="size of the range reserved for Google services peering")
+    peeringCidrPrefix: int = Field(20, ge=16, le=24,
+                                   description="size of the range reserved for Google services peering")
 
 
 class AuthorizedNetwork(Strict):

@@ -14,8 +14,19 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, SecretStr, ValidationError, create_model, field_validator
 
 from modules.shared.cluster_config import EksCluster, ExistingCluster, GkeCluster, KindCluster
-from modules.shared.config_types import (DNS_LABEL, NAMESPACE_OR_EMPTY, OPTIONAL_EMAIL, OPTIONAL_IMAGE_REF,
-                                         PATTERN_HELP, ConfigError, DnsLabel, Email, Quantity, Strict, quantity)
+from modules.shared.config_types import (
+    DNS_LABEL,
+    NAMESPACE_OR_EMPTY,
+    OPTIONAL_EMAIL,
+    OPTIONAL_IMAGE_REF,
+    PATTERN_HELP,
+    ConfigError,
+    DnsLabel,
+    Email,
+    Quantity,
+    Strict,
+    quantity,
+)
 from modules.shared.versions import VERSIONS
 
 NAMESPACE = "cnai"

@@ -28,7 +28,8 @@ PATTERN_HELP = {
     r"^([a-z][-a-z0-9]{4,28}[a-z0-9])?$": "must be a Google Cloud project id",
     r"^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/.+$": "must be an IAM role or user ARN",
     r"^([0-9]{1,3}\.){3}[0-9]{1,3}/[0-9]{1,2}$": "must be an IPv4 CIDR such as 10.0.0.0/16",
-    r"^([a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?)?$": "must be empty or a bucket name prefix (lowercase letters, digits, '-')",
+    r"^([a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?)?$":
+        "must be empty or a bucket name prefix (lowercase letters, digits, '-')",
 }
 CIDR = r"^([0-9]{1,3}\.){3}[0-9]{1,3}/[0-9]{1,2}$"
 BUCKET_PREFIX = r"^([a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?)?$"

@@ -35,6 +35,7 @@ def _client():
     return client
 DEFAULT_TIMEOUT = 600.0  # seconds to wait for pods, releases and devices (SMOKE_TIMEOUT overrides)
 from tests.smoke.helpers import SMOKE_LABEL, pod_summary  # noqa: E402 - after the sys.path fix above
+
 BUSYBOX = "registry.k8s.io/e2e-test-images/busybox:1.36.1-1"
 CUDA = "nvcr.io/nvidia/cuda:12.9.1-base-ubuntu24.04"
 
@@ -332,7 +333,8 @@ def scratch_namespace(platform: Platform):
     """A throwaway namespace (Pod Security baseline), deleted after the test."""
     from kubernetes import client
 
-    ns = platform.core.create_namespace(client.V1Namespace(api_version="v1", kind="Namespace", metadata=client.V1ObjectMeta(
+    ns = platform.core.create_namespace(client.V1Namespace(api_version="v1", kind="Namespace",
+                                                           metadata=client.V1ObjectMeta(
         generate_name="cnai-smoke-",
         labels={**SMOKE_LABEL, "pod-security.kubernetes.io/enforce": "baseline"})))
     name = ns.metadata.name

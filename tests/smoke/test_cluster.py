@@ -68,7 +68,8 @@ def test_kind_topology(platform):
         version = n.status.node_info.kubelet_version  # v1.36.1
         minor = ".".join(version.lstrip("v").split(".")[:2])
         assert minor == spec.kubernetesVersion, (
-            f"node {n.metadata.name} runs kubelet {version}, stack pins cnai:kubernetesVersion {spec.kubernetesVersion}")
+            f"node {n.metadata.name} runs kubelet {version}, "
+            f"stack pins cnai:kubernetesVersion {spec.kubernetesVersion}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,7 +157,8 @@ def test_layer_release_deployed(platform, name):
                 return False, f"no Helm release secret (owner=helm, name={rel.name}) in {ns}"
             latest = max(secrets, key=lambda s: int((s.metadata.labels or {}).get("version", "0")))
             status = (latest.metadata.labels or {}).get("status")
-            return status == "deployed", f"release {rel.name} revision {latest.metadata.labels.get('version')}: {status}"
+            revision = latest.metadata.labels.get("version")
+            return status == "deployed", f"release {rel.name} revision {revision}: {status}"
 
         platform.wait_until(check, f"Helm release {rel.name} in {ns} deployed", timeout=min(platform.timeout, 300))
         secrets = platform.core.list_namespaced_secret(

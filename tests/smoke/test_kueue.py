@@ -98,7 +98,8 @@ def test_cluster_queue_active(platform, kueue):
         active = conditions(cq).get("Active")
         if not active:
             return False, "no Active condition yet"
-        return active["status"] == "True", f"Active={active['status']} ({active.get('reason')}: {active.get('message')})"
+        why = f"{active.get('reason')}: {active.get('message')}"
+        return active["status"] == "True", f"Active={active['status']} ({why})"
 
     platform.wait_until(check, f"ClusterQueue {name} Active", timeout=min(platform.timeout, 300))
 
@@ -112,13 +113,16 @@ def test_local_queues(platform, kueue):
             lq = platform.custom.get_namespaced_custom_object(
                 GROUP, kueue["version"], team.namespace, "localqueues", kueue["local_queue"], _request_timeout=30)
         except Exception as exc:  # noqa: BLE001 - reported below
-            problems.append(f"{team.namespace}: LocalQueue {kueue['local_queue']} not readable ({getattr(exc, 'status', exc)})")
+            problems.append(f"{team.namespace}: LocalQueue {kueue['local_queue']} not readable "
+                            f"({getattr(exc, 'status', exc)})")
             continue
         if lq["spec"].get("clusterQueue") != kueue["cq"]:
-            problems.append(f"{team.namespace}: LocalQueue points at {lq['spec'].get('clusterQueue')}, not {kueue['cq']}")
+            problems.append(f"{team.namespace}: LocalQueue points at {lq['spec'].get('clusterQueue')}, "
+                            f"not {kueue['cq']}")
         active = conditions(lq).get("Active")
         if active and active["status"] != "True":
-            problems.append(f"{team.namespace}: LocalQueue not Active ({active.get('reason')}: {active.get('message')})")
+            problems.append(f"{team.namespace}: LocalQueue not Active "
+                            f"({active.get('reason')}: {active.get('message')})")
     assert not problems, "; ".join(problems)
 
 
@@ -140,8 +144,8 @@ def test_job_admitted_and_completes(platform, kueue, team_namespace, jobs):
         cond = conditions(wl)
         adm = cond.get("Admitted")
         qr = cond.get("QuotaReserved") or {}
-        state = f"Workload {wl['metadata']['name']}: Admitted={adm and adm['status']}, QuotaReserved={qr.get('status')} " \
-                f"({qr.get('reason')}: {qr.get('message')})"
+        state = (f"Workload {wl['metadata']['name']}: Admitted={adm and adm['status']}, "
+                 f"QuotaReserved={qr.get('status')} ({qr.get('reason')}: {qr.get('message')})")
         if not adm or adm["status"] != "True":
             return False, state
         cq = ((wl.get("status") or {}).get("admission") or {}).get("clusterQueue")

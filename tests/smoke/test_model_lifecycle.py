@@ -22,8 +22,16 @@ from typing import Any
 
 import pytest
 
-from tests.smoke.helpers import (MARKER, client_job, client_result, conditions, pod_ready, pod_summary, run_job,
-                                 unique_suffix)
+from tests.smoke.helpers import (
+    MARKER,
+    client_job,
+    client_result,
+    conditions,
+    pod_ready,
+    pod_summary,
+    run_job,
+    unique_suffix,
+)
 
 pytestmark = pytest.mark.smoke
 
@@ -413,7 +421,8 @@ def test_feast_materialize_and_serve_online(platform):
         body = {"features": [FEAST_FEATURE], "entities": {"driver_id": [FEAST_DRIVER]}}
         retry = str(max(30, min(150, int(step_timeout) - 30)))  # the registry cache (60 s) may lag `feast apply`
         code, out = platform.exec(ns, name, "online",
-                                  ["python3", "-c", HTTP_POST_SCRIPT, url, json.dumps(body), retry], timeout=step_timeout)
+                                  ["python3", "-c", HTTP_POST_SCRIPT, url, json.dumps(body),
+                                   retry], timeout=step_timeout)
         what = f"POST {url}"
         if code != 0:
             pytest.fail(f"{what} (from {ns}/{name}): exit {code}\n{out[-3000:]}\n"
@@ -578,13 +587,15 @@ def test_postgres_survives_primary_restart(platform, jobs):
 
     try:
         written = psql("pg-write", [
-            f"CREATE TABLE IF NOT EXISTS {table} (token text PRIMARY KEY, written_at timestamptz NOT NULL DEFAULT now())",
+            f"CREATE TABLE IF NOT EXISTS {table} "
+            "(token text PRIMARY KEY, written_at timestamptz NOT NULL DEFAULT now())",
             f"INSERT INTO {table} (token) VALUES ('{token}') ON CONFLICT DO NOTHING",
             row], f"write a row into {db}.{table} as role {db}")
         assert [w.get("token") for w in written] == [token], f"row written to {db}.{table} reads back as {written}"
 
         selector = f"cnpg.io/cluster={CLUSTER},cnpg.io/instanceRole=primary"
-        primaries = [p for p in platform.core.list_namespaced_pod(ns, label_selector=selector, _request_timeout=30).items
+        primaries = [p for p in platform.core.list_namespaced_pod(ns, label_selector=selector,
+                                                                  _request_timeout=30).items
                      if p.metadata.deletion_timestamp is None]
         assert len(primaries) == 1, (
             f"expected one primary pod ({selector}) in {ns}, found {[p.metadata.name for p in primaries]}")
@@ -665,7 +676,8 @@ def test_object_store_survives_restart(platform, jobs):
     removed = False
     try:
         put = s3("put", "s3-put", f"put {where}")
-        assert put.get("body") == token, f"{where} reads back {put.get('body')!r} right after the put, expected {token!r}"
+        assert put.get("body") == token, (f"{where} reads back {put.get('body')!r} right after the put, "
+                                          f"expected {token!r}")
 
         sns = store.namespace
         selector = f"app.kubernetes.io/name=seaweedfs,app.kubernetes.io/instance={RELEASE}"
@@ -689,7 +701,8 @@ def test_object_store_survives_restart(platform, jobs):
             return done, (f"{len(new)}/{len(old)} new pods, not Ready: {not_ready or 'none'}, "
                           f"old pods still present: {lingering or 'none'}")
 
-        platform.wait_until(back, f"SeaweedFS pods in {sns} Ready again after deleting {[p.metadata.name for p in old]}",
+        platform.wait_until(back,
+                            f"SeaweedFS pods in {sns} Ready again after deleting {[p.metadata.name for p in old]}",
                             diagnose=lambda: (f"recent events in {sns}:\n{platform.events(sns, limit=20)}\n"
                                               f"{platform.pods_report(sns, selector)}"))
 

@@ -361,7 +361,7 @@ def _spawn_and_check(platform, hub_layer, team) -> None:
             except Exception as exc:  # noqa: BLE001 - diagnostics only
                 return f"\n<user pods not listed: {exc}>"[:300]
             return "".join(f"\npod {pod_summary(p)}:\n{platform.events(p.metadata.namespace, p.metadata.name)}\n"
-                           f"{platform.pod_logs(p.metadata.namespace, p.metadata.name, 30, container=NOTEBOOK_CONTAINER)}"
+                           + platform.pod_logs(p.metadata.namespace, p.metadata.name, 30, container=NOTEBOOK_CONTAINER)
                            for p in pods) or f"\nno pods of user {user} in {state['pod_ns']}"
 
         def diagnose() -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import json
 from typing import Any
 
 import pulumi
@@ -12,11 +11,25 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 import yaml
 
-from modules.clusters.contract import (GPU_RESOURCE, GPU_TAINT, PG_ADDRESS, PG_ADMIN_PASSWORD, PG_ADMIN_USER,
-                                       Capabilities, Cluster, ClusterRequests, WorkloadIdentity)
+from modules.clusters.contract import (
+    GPU_RESOURCE,
+    GPU_TAINT,
+    PG_ADDRESS,
+    PG_ADMIN_PASSWORD,
+    PG_ADMIN_USER,
+    Capabilities,
+    Cluster,
+    ClusterRequests,
+)
+from modules.clusters.eks.capabilities import (
+    ADMIN_POLICY,
+    DB_CLASSES,
+    GPU_LABELS,
+    POOL_LABEL,
+    STORAGE_CLASS,
+    gpus_per_node,
+)
 from modules.clusters.eks.iam import assume_policy, policy_document
-from modules.clusters.eks.capabilities import (ADMIN_POLICY, DB_CLASSES, GPU_LABELS, POOL_LABEL, STORAGE_CLASS,
-                                               gpus_per_node)
 from modules.shared.cluster_config import EksGpuPool
 from modules.shared.config import PlatformSpec
 from modules.shared.profiles import PROFILES
@@ -87,7 +100,8 @@ class EksCluster(pulumi.ComponentResource):
             for i, az in enumerate(e.availabilityZones):
                 pub = aws.ec2.Subnet(f"public-{az}", vpc_id=vpc.id, cidr_block=public_cidrs[i], availability_zone=az,
                                      map_public_ip_on_launch=False, opts=child,
-                                     tags={**tags, **shared, "kubernetes.io/role/elb": "1", "Name": f"{e.name}-public-{az}"})
+                                     tags={**tags, **shared, "kubernetes.io/role/elb": "1",
+                                           "Name": f"{e.name}-public-{az}"})
                 aws.ec2.RouteTableAssociation(f"public-{az}", subnet_id=pub.id, route_table_id=public_rt.id, opts=child)
                 public_ids.append(pub.id)
                 if e.network.natGateways == "perAz" or i == 0:
@@ -105,7 +119,8 @@ class EksCluster(pulumi.ComponentResource):
         # -- control plane ----------------------------------------------------------------------
         self.key = aws.kms.Key("secrets", description=f"{e.name}: EKS secrets and platform buckets",
                                enable_key_rotation=True, deletion_window_in_days=30, tags=tags, opts=stateful)
-        cluster_role = aws.iam.Role("cluster", assume_role_policy=assume_policy("eks.amazonaws.com"), tags=tags, opts=child)
+        cluster_role = aws.iam.Role("cluster", assume_role_policy=assume_policy("eks.amazonaws.com"), tags=tags,
+                                    opts=child)
         attach = aws.iam.RolePolicyAttachment("cluster", role=cluster_role.name, opts=child,
                                               policy_arn="arn:aws:iam::aws:policy/AmazonEKSClusterPolicy")
         self.cluster = aws.eks.Cluster(
@@ -174,7 +189,8 @@ class EksCluster(pulumi.ComponentResource):
         # -- add-ons and storage ----------------------------------------------------------------
         agent = aws.eks.Addon("pod-identity-agent", cluster_name=self.cluster.name, addon_name="eks-pod-identity-agent",
                               opts=opt(depends_on=[self.system]))
-        ebs_role = aws.iam.Role("ebs-csi", assume_role_policy=assume_policy("pods.eks.amazonaws.com"), tags=tags, opts=child)
+        ebs_role = aws.iam.Role("ebs-csi", assume_role_policy=assume_policy("pods.eks.amazonaws.com"), tags=tags,
+                                opts=child)
         aws.iam.RolePolicyAttachment("ebs-csi", role=ebs_role.name, opts=child,
                                      policy_arn="arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy")
         ebs = aws.eks.Addon("ebs-csi", cluster_name=self.cluster.name, addon_name="aws-ebs-csi-driver",

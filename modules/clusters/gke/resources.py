@@ -10,10 +10,24 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 import yaml
 
-from modules.clusters.contract import (GPU_RESOURCE, PG_ADDRESS, PG_ADMIN_PASSWORD, PG_ADMIN_USER, Capabilities,
-                                       Cluster, ClusterRequests)
-from modules.clusters.gke.capabilities import (BUCKET_ROLES, DB_TIERS, GPU_LABELS, NODE_ROLES, NO_GKE_DEVICE_PLUGIN,
-                                               POOL_LABEL, account_id)
+from modules.clusters.contract import (
+    GPU_RESOURCE,
+    PG_ADDRESS,
+    PG_ADMIN_PASSWORD,
+    PG_ADMIN_USER,
+    Capabilities,
+    Cluster,
+    ClusterRequests,
+)
+from modules.clusters.gke.capabilities import (
+    BUCKET_ROLES,
+    DB_TIERS,
+    GPU_LABELS,
+    NO_GKE_DEVICE_PLUGIN,
+    NODE_ROLES,
+    POOL_LABEL,
+    account_id,
+)
 from modules.shared.config import PlatformSpec
 from modules.shared.profiles import PROFILES
 
@@ -184,8 +198,8 @@ class GkeCluster(pulumi.ComponentResource):
             user = gcp.sql.User("postgres-admin", instance=self.database.name, project=g.project, name=PG_ADMIN_USER,
                                 password=admin.result, opts=child)
             # The address is handed out only once the admin user exists.
-            self.provided = {PG_ADDRESS: pulumi.Output.all(self.database.private_ip_address, user.id).apply(lambda a: a[0]),
-                             PG_ADMIN_PASSWORD: admin.result}
+            address = pulumi.Output.all(self.database.private_ip_address, user.id).apply(lambda a: a[0])
+            self.provided = {PG_ADDRESS: address, PG_ADMIN_PASSWORD: admin.result}
 
         # -- Kubernetes access ------------------------------------------------------------------
         self.kubeconfig = pulumi.Output.secret(pulumi.Output.all(

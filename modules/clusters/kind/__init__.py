@@ -1,7 +1,8 @@
 """kind cluster module: a local Kubernetes cluster in Docker, created and deleted through the kind CLI.
 
 The kind config is generated: pinned node image (by digest) for the stack's Kubernetes version,
-CPU workers from the profile, host images from `loadImages` loaded into the nodes, and with `cnai:gpu.enabled` one GPU worker with nvkind-style device
+CPU workers from the profile, host images from `loadImages` loaded into the nodes, and with
+`cnai:gpu.enabled` one GPU worker with nvkind-style device
 passthrough (host `/dev/null` mounted at `/var/run/nvidia-container-devices/<index>`), labelled and
 tainted like a cloud GPU node, then set up inside by `gpu-node.sh`. `preflight.sh` checks the host.
 """
@@ -97,7 +98,8 @@ def kind_config(spec: PlatformSpec) -> dict[str, Any]:
         worker: dict[str, Any] = {"role": "worker", "image": image, "labels": dict(GPU_NODE_LABELS),
                                   "kubeadmConfigPatches": [yaml.safe_dump(join, sort_keys=False)]}
         if not spec.kind.simulateGpus:
-            worker["extraMounts"] = [{"hostPath": "/dev/null", "containerPath": f"/var/run/nvidia-container-devices/{i}"}
+            worker["extraMounts"] = [{"hostPath": "/dev/null",
+                                      "containerPath": f"/var/run/nvidia-container-devices/{i}"}
                                      for i in range(spec.gpu.count)]
         nodes.append(worker)
     return {"kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha4", "name": spec.kind.clusterName, "nodes": nodes}
@@ -149,7 +151,8 @@ class KindCluster(pulumi.ComponentResource):
         node = worker_name(name, cpu_workers(spec) + 1)
         if spec.gpu.enabled and spec.kind.simulateGpus:
             # Node-level extended resource: the scheduler and Kueue see GPUs; no container gets a device.
-            patch = json.dumps([{"op": "add", "path": "/status/capacity/nvidia.com~1gpu", "value": str(spec.gpu.count)}])
+            patch = json.dumps([{"op": "add", "path": "/status/capacity/nvidia.com~1gpu",
+                                 "value": str(spec.gpu.count)}])
             self.node_setup.append(command.local.Command(
                 f"simulate-gpus-{node}",
                 create=("command -v kubectl >/dev/null || { echo 'simulateGpus needs kubectl on PATH' >&2; exit 1; }\n"
