@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STACK ?= kind
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint test plan bench up destroy smoke facts check-facts image-feast clean
+.PHONY: help venv lint test plan bench up destroy smoke upstream-check image-feast clean
 
 help:
 	@echo "make test                 create .venv, install, lint (ruff), run the offline test suite"
@@ -38,11 +38,8 @@ plan: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m tools.bench
 
-facts: $(STAMP)
-	$(PY) -m tools.upstream_facts $(if $(UPSTREAM),--upstream $(UPSTREAM)) $(SUBCHARTS)
-
-check-facts: $(STAMP)
-	$(PY) -m tools.upstream_facts --check $(if $(UPSTREAM),--upstream $(UPSTREAM))
+upstream-check: $(STAMP)
+	$(PY) -m tools.upstream check
 
 up: $(STAMP)
 	@$(PY) -m tools.plan $(STACK) >/dev/null || { echo "stack config $(STACK) is invalid (see above)"; exit 2; }

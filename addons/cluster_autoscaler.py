@@ -32,8 +32,9 @@ _SIZES = {"small": ("50m", "128Mi", "300Mi"), "large": ("100m", "300Mi", "600Mi"
 class ClusterAutoscalerOptions(LayerOptions):
     expander: Literal["least-waste", "random", "most-pods", "price"] = Field(
         "least-waste", description="which node group to grow when several fit")
-    scaleDownUnneededTime: str = Field("10m", pattern=r"^[0-9]+[smh]$",
-                                       description="how long a node stays unneeded before removal")
+    scaleDownUnneededTime: str = Field(
+        "10m", pattern=r"^[0-9]+[smh]$",
+        description="how long a node stays unneeded before removal: `<n>s`, `<n>m` or `<n>h`")
 
 
 class ClusterAutoscaler(Layer):

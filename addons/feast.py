@@ -48,9 +48,11 @@ _ONLINE = ("host: ${POSTGRES_HOST}\nport: ${POSTGRES_PORT}\ndatabase: ${POSTGRES
 
 class FeastOptions(LayerOptions):
     ui: bool = Field(False, description="run the Feast web UI next to the servers")
-    image: str = Field("", pattern=OPTIONAL_IMAGE_REF,
-                       description="feature server image with s3fs/gcsfs (built from images/feast) for offline "
-                                         "sources in the object store; default: the operator's upstream image")
+    image: str = Field(
+        "", pattern=OPTIONAL_IMAGE_REF,
+        description="feature server image with s3fs/gcsfs, built from `images/feast` (`make image-feast "
+                    "REGISTRY=…`), so offline sources can live in the object store; empty: the operator's upstream "
+                    "image")
 
 
 class Feast(Layer):

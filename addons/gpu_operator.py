@@ -45,7 +45,9 @@ _SIZES = {
 
 
 class GpuOperatorOptions(LayerOptions):
-    dcgmExporter: bool = Field(True, description="run the DCGM exporter (GPU metrics for Prometheus)")
+    dcgmExporter: bool = Field(
+        True,
+        description="run the DCGM exporter and its ServiceMonitor (GPU metrics for Prometheus)")
 
 
 class GpuOperator(Layer):

@@ -91,14 +91,23 @@ class Oidc(Strict):
 
 
 class JupyterHubOptions(LayerOptions):
-    auth: Literal["native", "oidc"] = "native"
+    auth: Literal["native", "oidc"] = Field("native", description="`native` (users sign up, admins approve) or `oidc`")
     admins: tuple[str, ...] = Field(("admin",), strict=False, description="JupyterHub admin user names")
-    oidc: Oidc | None = None
-    profiles: tuple[Profile, ...] | None = Field(None, strict=False, description="default: CPU small/large, GPU")
-    homeSize: Quantity = "10Gi"
-    cullTimeout: int = Field(3600, ge=300, description="seconds of inactivity before a server is stopped")
-    teamNamespaces: bool = Field(True, description="members of a team's group run their servers in the team's "
-                                 "namespace (its quota, queue and network policies)")
+    oidc: Oidc | None = Field(
+        None,
+        description="with `auth: oidc`: `clientId`, `authorizeUrl`, `tokenUrl`, `userdataUrl` (https), "
+                    "`usernameClaim` (`preferred_username`), `scopes` (`openid profile email`), `allowedGroups` "
+                    "(`[]` = everyone), `groupsClaim` (`groups`). The client secret goes in `cnai:oidcClientSecret`")
+    profiles: tuple[Profile, ...] | None = Field(
+        None, strict=False,
+        description="`{slug, displayName, description, cpu, memory, gpus, image}` (null: CPU small 1/2Gi, CPU large "
+                    "4/16Gi, GPU with 1 GPU when the cluster has GPUs, shared GPU with time-slicing)")
+    homeSize: Quantity = Field("10Gi", description="home volume per user")
+    cullTimeout: int = Field(3600, ge=300, description="seconds of inactivity before a server is stopped (≥ 300)")
+    teamNamespaces: bool = Field(
+        True,
+        description="members of a team's group (the JupyterHub group named like `cnai:teams[].group`) run their "
+                    "servers in the team's namespace (its quota, queue and network policies)")
 
 
 class JupyterHub(Layer):

@@ -34,15 +34,21 @@ class PriorityClass(Strict):
 
 
 class KueueOptions(LayerOptions):
-    clusterQueue: DnsLabel = "platform"
-    cohort: DnsLabel = "cnai"
-    cpu: Quantity | None = Field(None, description="ClusterQueue CPU quota (default: the profile's)")
-    memory: Quantity | None = Field(None, description="ClusterQueue memory quota (default: the profile's)")
+    clusterQueue: DnsLabel = Field("platform", description="ClusterQueue name (DNS label)")
+    cohort: DnsLabel = Field("cnai", description="cohort of the ClusterQueue (DNS label)")
+    cpu: Quantity | None = Field(
+        None,
+        description="ClusterQueue CPU quota, > 0 (null: the profile's, 4 laptop, 64 production)")
+    memory: Quantity | None = Field(
+        None,
+        description="ClusterQueue memory quota, > 0 (null: the profile's, 8Gi laptop, 256Gi production)")
     priorityClasses: tuple[PriorityClass, ...] = Field((
         PriorityClass(name="low", value=100, description="Best-effort experiments; first to be preempted."),
         PriorityClass(name="normal", value=1000, description="Default for team training and tuning jobs."),
         PriorityClass(name="high", value=10000, description="Deadline work; preempts lower priorities."),
-    ), strict=False)
+    ), strict=False,
+        description=("WorkloadPriorityClasses `{name, value, description}`: `name` a unique DNS label, `value` "
+                     "-1e9…1e9 (default: `low` 100, `normal` 1000, `high` 10000)"))
 
 
 def _meta(name: str, namespace: str | None = None) -> dict[str, Any]:

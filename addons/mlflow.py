@@ -34,7 +34,7 @@ _SIZES = {"small": ("100m", "512Mi", "1536Mi"), "large": ("500m", "1Gi", "4Gi")}
 
 class MlflowOptions(LayerOptions):
     allowedHosts: tuple[str, ...] = Field((), strict=False,
-                                          description="extra Host headers the server accepts (ingress hosts)")
+                                          description="extra Host headers MLflow accepts (ingress hosts)")
     auth: bool = Field(False, description="MLflow basic auth: users and permissions in PostgreSQL, admin password "
                                           "generated into Secret mlflow-admin")
 

@@ -53,11 +53,17 @@ class ExternalS3(Strict):
 
 
 class ObjectStoreOptions(LayerOptions):
-    size: Quantity | None = Field(None, description="data volume size (default: 10Gi laptop, "
-                                                    "100Gi per volume server production)")
-    storageClass: str = Field("", description="StorageClass of the data volumes (default: the cluster's default class)")
-    external: ExternalS3 | None = Field(None, description="use this S3 service (secret key in "
-                                        "cnai:objectStoreSecretAccessKey) instead of running SeaweedFS")
+    size: Quantity | None = Field(
+        None,
+        description="data volume size of the in-cluster store (null: 10Gi laptop, 100Gi per volume server "
+                    "production)")
+    storageClass: str = Field("", description="StorageClass of the data volumes (empty: the cluster's default)")
+    external: ExternalS3 | None = Field(
+        None,
+        description="use an S3-compatible service instead of SeaweedFS: `endpoint` (`https://…`), `region` "
+                    "(`us-east-1`), `accessKeyId`, `bucketPrefix` (`\"\"`). The buckets (`<prefix>mlflow`, "
+                    "`<prefix>feast`, `<prefix>postgres-backups`) must exist; the secret key goes in "
+                    "`cnai:objectStoreSecretAccessKey`. Not on eks/gke")
 
 
 class ObjectStore(Layer):

@@ -94,10 +94,13 @@ DASHBOARDS = {
 
 class ObservabilityOptions(LayerOptions):
     retention: str = Field("", pattern=r"^([0-9]+[hdwy])?$",
-                           description="metrics retention (default: 1d laptop, 15d production)")
-    storageSize: str = Field("", description="Prometheus volume (default: 5Gi laptop, 100Gi production)")
-    alertmanager: bool | None = Field(None, description="run Alertmanager (default: on HA profiles, i.e. production)")
-    otelCollector: bool = Field(False, description="run an OpenTelemetry Collector (OTLP in; metrics to Prometheus)")
+                           description="Prometheus retention `<n>h/d/w/y` (empty: 1d laptop, 15d production)")
+    storageSize: str = Field("", description="Prometheus volume (empty: 5Gi laptop, 100Gi production)")
+    alertmanager: bool | None = Field(None, description="run Alertmanager (null: on HA profiles such as production)")
+    otelCollector: bool = Field(
+        False,
+        description="OpenTelemetry Collector (k8s distribution) as the OTLP endpoint; metrics to Prometheus over "
+                    "OTLP, traces and logs to its debug exporter")
 
 
 def chart_fullname(release: str, chart: str) -> str:

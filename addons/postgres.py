@@ -57,16 +57,24 @@ _SIZES = {
 
 
 class PostgresOptions(LayerOptions):
-    instances: int | None = Field(None, ge=1, le=9,
-                                  description="PostgreSQL instances (default: 1 laptop, 3 production)")
-    storageSize: Quantity | None = Field(None, description="volume per instance (default: 5Gi laptop, 50Gi production)")
-    storageClass: str = Field("", description="StorageClass (default: the cluster's default class)")
-    backups: bool = Field(True, description="WAL archiving and daily base backups to the object store")
+    instances: int | None = Field(
+        None, ge=1, le=9,
+        description="1–9 PostgreSQL instances; more than 1 needs ≥ 2 nodes (null: 1 laptop, 3 production)")
+    storageSize: Quantity | None = Field(None, description="volume per instance (null: 5Gi laptop, 50Gi production)")
+    storageClass: str = Field("", description="StorageClass (empty: the cluster's default)")
+    backups: bool = Field(
+        True,
+        description="WAL archiving and daily base backups to the object store (needs `object-store`)")
     backupSchedule: str = Field("0 0 2 * * *", pattern=r"^(\S+ ){5}\S+$",
-                                description="base backup schedule, six-field cron (seconds first)")
-    backupRetention: str = Field("30d", pattern=r"^[1-9][0-9]*[dwm]$", description="how long backups are kept")
-    managed: bool = Field(False, description="use the cloud's managed PostgreSQL (RDS on eks, Cloud SQL on gke; "
-                                             "sized by cnai:eks.database / cnai:gke.database) instead of CloudNativePG")
+                                description="base backup schedule, six-field cron, seconds first")
+    backupRetention: str = Field(
+        "30d", pattern=r"^[1-9][0-9]*[dwm]$",
+        description="how long backups are kept: `<n>d`, `<n>w` or `<n>m`")
+    managed: bool = Field(
+        False,
+        description="use the cloud's PostgreSQL instead of CloudNativePG: RDS on eks (`cnai:eks.database`), Cloud "
+                    "SQL on gke (`cnai:gke.database`). The cloud backs it up; `instances`, `storage*` and `backup*` "
+                    "do not apply")
 
 
 class Postgres(Layer):

@@ -40,7 +40,9 @@ dist.destroy_process_group()
 
 
 class TrainerOptions(LayerOptions):
-    example: bool = Field(True, description="submit the example PyTorch TrainJob in the first team's namespace")
+    example: bool = Field(
+        True,
+        description="submit the example PyTorch TrainJob (through Kueue) in the first team's namespace")
 
 
 class Trainer(Layer):

@@ -1,38 +1,23 @@
-"""Every chart the program installs is the pinned upstream chart, and every values key it sets
-exists in that chart (Helm silently ignores unknown keys). Facts come from tests/upstream/values."""
+"""Every chart the program installs is the pinned upstream chart, and every values key it sets exists in
+that chart (Helm silently ignores unknown keys). The charts are read in place from the upstream copy
+(tools/upstream.py); the checks skip with one line where there is none."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
+from engine.registry import LAYERS
 from modules.shared.versions import VERSIONS
-from tests.conftest import UPSTREAM, evaluate
-from tools.harness import stacks
+from tests.conftest import evaluate, needs_upstream
+from tools import upstream
+from tools.harness import normalize, stacks
+from tools.upstream import unknown_keys
 
 
 def facts(chart_key: str) -> dict:
-    return json.loads((UPSTREAM / "values" / f"{chart_key}.json").read_text())
-
-
-def leaf_paths(values, prefix=""):
-    if isinstance(values, dict) and values:
-        for key, value in values.items():
-            yield from leaf_paths(value, f"{prefix}.{key}" if prefix else key)
-    elif prefix:
-        yield prefix
-
-
-def unknown_keys(values: dict, keys: dict[str, str]) -> list[str]:
-    bad = []
-    for path in leaf_paths(values):
-        parts = path.split(".")
-        prefixes = [".".join(parts[:i]) for i in range(len(parts), 0, -1)]
-        known = path in keys or any(keys.get(p) in ("free", "list") for p in prefixes[1:])
-        if not known:
-            bad.append(path)
-    return bad
+    found = upstream.chart_facts(chart_key)
+    assert found is not None, f"{chart_key} {VERSIONS.chart(chart_key).version} is not in the upstream copy"
+    return found
 
 
 def chart_of(reg):
@@ -51,44 +36,47 @@ def releases():
 @pytest.mark.parametrize("stack,reg", list(releases()))
 def test_release_is_the_pinned_upstream_chart(stack, reg):
     src = chart_of(reg)
-    f = facts(src.key)
-    assert (reg.inputs["version"], src.version, f["version"]) == (src.version,) * 3
+    assert reg.inputs["version"] == src.version
     if src.oci:
         assert reg.inputs["chart"] == f"{src.repo}/{src.chart}" and "repositoryOpts" not in reg.inputs
     else:
         assert reg.inputs["chart"] == src.chart and reg.inputs["repositoryOpts"]["repo"] == src.repo
 
 
+@needs_upstream
 @pytest.mark.parametrize("stack,reg", list(releases()))
 def test_every_values_key_exists_upstream(stack, reg):
-    from tools.harness import normalize
-
     values = normalize(reg.inputs["values"], reveal=True)
     assert unknown_keys(values, facts(chart_of(reg).key)["keys"]) == []
 
 
 @pytest.mark.parametrize("stack,reg", list(releases()))
 def test_layers_install_only_the_charts_they_declare(stack, reg):
-    from engine.registry import LAYERS
-
-    rec = evaluate(stack)
-    layer = LAYERS[rec.layer_of(reg)]
+    layer = LAYERS[evaluate(stack).layer_of(reg)]
     assert chart_of(reg).key in layer.chart_keys(), f"{layer.name} installs {chart_of(reg).key} undeclared"
 
 
+@needs_upstream
 def test_the_key_check_catches_a_typo():
     keys = facts("gpu-operator")["keys"]
     assert unknown_keys({"driver": {"enabled": False}, "toolkit": {"installDir": "/x"}}, keys) == []
     assert unknown_keys({"driver": {"enable": False}}, keys) == ["driver.enable"]
-    assert unknown_keys({"dcgmExporter": {"serviceMonitor": {"enable": True}}},
-                        keys) == ["dcgmExporter.serviceMonitor.enable"]
+    assert unknown_keys({"dcgmExporter": {"serviceMonitor": {"enable": True}}}, keys) == [
+        "dcgmExporter.serviceMonitor.enable"]
     # Under a free-form map (resources: {}), any key is the user's own.
     assert unknown_keys({"driver": {"resources": {"requests": {"cpu": "1"}}}}, keys) == []
 
 
-def test_every_pinned_chart_has_facts():
+@needs_upstream
+def test_every_pin_is_in_the_upstream_copy():
+    """Charts at their pinned version; CRD groups at the tag of the release that ships them."""
+    assert upstream.check() == []
     for key, src in VERSIONS.charts.items():
-        f = facts(key)
-        assert (f["chart"], f["version"], f["source"]) == (src.chart, src.version, src.source)
-        for sub, _ in src.subcharts:
-            assert any(k.startswith(sub + ".") for k in f["keys"]), f"{key}: no facts for subchart {sub}"
+        assert facts(key)["chart"] in (src.chart, None), f"{key}: the copy is chart {facts(key)['chart']}"
+
+
+def test_upstream_checks_skip_with_one_line_without_a_copy(monkeypatch, tmp_path):
+    """A fork without the shared copy: no copy is found, and the reason names how to get one."""
+    monkeypatch.setenv("CNAI_UPSTREAM", str(tmp_path / "none"))
+    assert upstream.root() is None
+    assert "\n" not in upstream.reason() and "make upstream" in upstream.reason()

@@ -8,9 +8,16 @@ offline tests run it, so the docs cannot drift from the code).
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
+import types
+import typing
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
 
 from modules.shared.versions import ROOT, VERSIONS
 
@@ -62,6 +69,91 @@ def layers() -> str:
     return _table(["Layer", "What it does", "Requires", "Upstream", "Default"], rows)
 
 
+def _type(annotation: Any, metadata: list[Any]) -> str:
+    """A config value's type in the words the configuration reference uses."""
+    if any(getattr(getattr(m, "func", None), "__name__", "") == "_check_quantity" for m in metadata):
+        return "quantity"
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _type(args[0], list(args[1:]))
+    if origin in (types.UnionType, typing.Union):
+        rest = [a for a in args if a is not type(None)]
+        return " or ".join(_type(a, metadata) for a in rest) + (" or null" if len(rest) < len(args) else "")
+    if origin is typing.Literal:
+        return " or ".join(f"`{a}`" for a in args)
+    if origin in (tuple, list):
+        return f"list of {_type(args[0], [])}" if args else "list"
+    if origin is dict or annotation is dict:
+        return "map"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "object"
+    names = {bool: "bool", int: "int", float: "number", str: "string"}
+    return names.get(annotation, getattr(annotation, "__name__", "?"))
+
+
+def _default(field: Any) -> str:
+    value = field.get_default(call_default_factory=True)
+    if value is PydanticUndefined:
+        return "**required**"
+    if isinstance(value, BaseModel) or (isinstance(value, tuple) and value and isinstance(value[0], BaseModel)):
+        return "see meaning"
+    if isinstance(value, tuple):
+        value = list(value)
+    return f"`{json.dumps(value)}`"
+
+
+def layer_options() -> str:
+    """Every layer's own options (`cnai:layers.<name>.<key>`) from its Options model."""
+    from engine.registry import LAYERS
+
+    rows = []
+    for name, cls in sorted(LAYERS.items()):
+        for key, field in cls.Options.model_fields.items():
+            if key in ("enabled", "namespace", "values"):
+                continue
+            meaning = (field.description or "").replace("|", "\\|")
+            rows.append([f"`{name}`", f"`{key}`", _type(field.annotation, field.metadata), _default(field), meaning])
+    return _table(["Layer", "Key", "Type", "Default", "Meaning"], rows)
+
+
+def core_layers() -> str:
+    from engine.registry import LAYERS
+
+    core = [f"`{n}`" for n, c in sorted(LAYERS.items()) if c.core]
+    opt_in = [f"`{n}`" for n, c in sorted(LAYERS.items()) if not c.core]
+    return (f"Core (on unless a stack sets `enabled: false`): {', '.join(core)}.\n\n"
+            f"Opt-in (off unless a stack sets `enabled: true`): {', '.join(opt_in)}.")
+
+
+_PROFILE_ROWS = {
+    "size": "request table the layers use", "kind_workers": "kind CPU workers",
+    "replicas": "controller replicas (cert-manager, Kueue, MLflow...; PDBs when > 1)",
+    "ha": "HA topologies (distributed object store, Alertmanager, JupyterHub user scheduler and image puller, "
+          "standby database by default)",
+    "protect_state": "stateful resources protected (`pulumi destroy` refuses), cloud deletion protection",
+    "queue_cpu": "Kueue ClusterQueue default CPU quota", "queue_memory": "Kueue ClusterQueue default memory quota",
+    "container_request": "team LimitRange `defaultRequest`", "container_limit": "team LimitRange `default` (limit)",
+    "helm_timeout": "Helm release timeout (s)", "notebook_cpu_guarantee": "notebook CPU guarantee at most",
+}
+
+
+def profiles() -> str:
+    """The profile settings layers and cluster modules read (modules/shared/profiles.py)."""
+    import dataclasses
+
+    from modules.shared.profiles import PROFILES
+
+    def show(v: Any) -> str:
+        if isinstance(v, dict):
+            return " / ".join(str(x) for x in v.values())
+        return "-" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+
+    names = list(PROFILES)
+    rows = [[f"`{f.name}`: {_PROFILE_ROWS[f.name]}", *(show(getattr(PROFILES[n], f.name)) for n in names)]
+            for f in dataclasses.fields(next(iter(PROFILES.values()))) if f.name != "name"]
+    return _table(["Setting", *(f"`{n}`" for n in names)], rows)
+
+
 def graph() -> str:
     """Mermaid graph of the layers: solid = requires, dotted = ordered after when enabled."""
     from engine.registry import LAYERS
@@ -87,6 +179,7 @@ BLOCKS = {
     "README.md": {"layers": layers, "graph": graph},
     "docs/architecture.md": {"graph": graph},
     "docs/policies.md": {"policies": policies},
+    "docs/configuration.md": {"core-layers": core_layers, "layer-options": layer_options, "profiles": profiles},
 }
 
 
