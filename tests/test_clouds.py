@@ -1,4 +1,7 @@
-"""EKS and GKE cluster modules on the mock graph: network, encryption, node pools, buckets, identities."""
+"""EKS and GKE cluster modules on the mock graph: network, encryption, node pools, buckets, identities.
+
+Over 300 lines: the two cloud modules checked side by side (EKS, GKE), resource by resource.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Model lifecycle layers (object-store, postgres, mlflow, kserve, feast): wiring, credentials, clouds."""
+"""Model lifecycle layers (object-store, postgres, mlflow, kserve, feast): wiring, credentials, clouds.
+
+Over 300 lines: the lifecycle layers (object store, PostgreSQL, MLflow, KServe, Feast) are
+checked together, as they are wired together.
+"""
 
 from __future__ import annotations
 

@@ -38,6 +38,10 @@ class KubeObject:
     # A server-side apply patch of an object an upstream manifest owns (only the fields given).
     patch: bool = False
 
+    def __post_init__(self) -> None:
+        if self.phase not in PHASES:
+            raise ValueError(f"KubeObject {ref(self.manifest)}: phase {self.phase!r} is not one of {', '.join(PHASES)}")
+
     @property
     def ref(self) -> str:
         return ref(self.manifest)

@@ -9,6 +9,9 @@ stack's (`kind-<clusterName>` for kind, `cnai:existing.context`), else the curre
 When no cluster answers, every smoke test is skipped (never errors), so collecting this directory
 in the offline suite is harmless. CI sets `SMOKE_REQUIRE_CLUSTER=1`, which turns that skip into a
 failure: a broken kubeconfig must not pass as "all skipped".
+
+Over 300 lines: the one session fixture every smoke test shares (cluster discovery, waits,
+diagnostics); splitting it would scatter what a failing test prints.
 """
 
 from __future__ import annotations

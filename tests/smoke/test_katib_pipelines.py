@@ -11,6 +11,9 @@ another team's (and, with Katib, create Experiments only in its own).
 Pipelines client work runs in-cluster: a Job in the pipelines namespace (the MLServer image of
 versions.yaml, which has Python) calls the API service. It is labelled
 `app.kubernetes.io/part-of: cnai-smoke` and deleted afterwards (the `jobs` fixture).
+
+Over 300 lines: one story per component (Katib, Pipelines) from submission to result, with
+the diagnostics a failed run on CI needs.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ boto3; the PostgreSQL image of versions.yaml for psql; the MLServer image for HT
 itself through exec in the FeatureStore's `online` container. Everything created carries the label
 `app.kubernetes.io/part-of: cnai-smoke`; Jobs are deleted afterwards (the `jobs` fixture), and the
 scratch run, table and objects are removed by the tests.
+
+Over 300 lines: the model lifecycle is one end-to-end story (buckets, database, MLflow, Feast,
+serving, failover); its steps share fixtures and state.
 """
 
 from __future__ import annotations

@@ -19,6 +19,9 @@ reaches the in-pod HTTP client on its stdin, never on a command line, in the env
 log. Users are created through the REST API only, never in the database behind the running hub's
 back (the hub caches users). HTTP calls that need the token run in the hub container (`python3`
 with urllib against http://localhost:8081/hub/api, which the hub's NetworkPolicy leaves open).
+
+Over 300 lines: one story, a user logging in and running a notebook against the platform's
+services, whose steps share the hub session.
 """
 
 from __future__ import annotations

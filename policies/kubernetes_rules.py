@@ -1,0 +1,132 @@
+"""Rules over what the program deploys into Kubernetes: pins, Pod Security, exposure, tenancy, credentials."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from framework import (
+    _EXACT_VERSION,
+    _PINNED_REF,
+    BELOW_RESTRICTED,
+    ENFORCE,
+    GPU,
+    PLATFORM_LABEL,
+    RELEASE,
+    TEAM_LABEL,
+    containers,
+    objects,
+    of,
+    pod_specs,
+    rule,
+)
+
+
+@rule("charts-pinned", "Every Helm release names an exact chart version.")
+def charts_pinned(rs):
+    for r in of(rs, RELEASE):
+        version = str(r.props.get("version") or "")
+        if not _EXACT_VERSION.match(version):
+            yield r.urn, f"release {r.name}: chart version {version!r} is not an exact version"
+
+
+@rule("manifests-pinned", "Every install manifest or kustomization URL names a release tag.")
+def manifests_pinned(rs):
+    for r in of(rs, "kubernetes:yaml/v2:ConfigFile", "kubernetes:kustomize/v2:Directory"):
+        url = str(r.props.get("file") or r.props.get("directory") or "")
+        if url.startswith(("http://", "https://")) and not _PINNED_REF.search(url):
+            yield r.urn, f"{r.name}: {url} is not pinned to a release tag"
+
+
+@rule("images-pinned", "Images in objects the program creates carry a tag or digest, never `latest`.")
+def images_pinned(rs):
+    for obj in objects(rs):
+        for pod in pod_specs(obj):
+            for c in containers(pod):
+                image = c.get("image")
+                if image is None:
+                    continue
+                name = image.rsplit("/", 1)[-1]
+                if "@sha256:" in image:
+                    continue
+                if ":" not in name or name.endswith(":latest"):
+                    yield obj.urn, f"{obj.kind} {obj.meta.get('name')}: image {image!r} is not pinned"
+
+
+# -- workloads -----------------------------------------------------------------------------------------
+
+@rule("gpu-requests-as-limits", "Containers request GPUs through limits (extended resources cannot overcommit).")
+def gpu_limits(rs):
+    for obj in objects(rs):
+        for pod in pod_specs(obj):
+            for c in containers(pod):
+                res = c.get("resources") or {}
+                if GPU in (res.get("requests") or {}) and GPU not in (res.get("limits") or {}):
+                    yield obj.urn, f"{obj.kind} {obj.meta.get('name')}: {GPU} requested without a limit"
+
+
+@rule("namespaces-pod-security", "Every namespace enforces Pod Security; below restricted only where documented.")
+def namespaces_pod_security(rs):
+    for ns in objects(rs, "Namespace"):
+        labels = ns.meta.get("labels") or {}
+        level = labels.get(ENFORCE)
+        name = ns.meta.get("name")
+        if level is None:
+            yield ns.urn, f"namespace {name} has no {ENFORCE} label"
+        elif level == "privileged" and BELOW_RESTRICTED.get(labels.get(PLATFORM_LABEL)) != "privileged":
+            yield ns.urn, f"namespace {name} is privileged without a documented reason"
+        elif level == "baseline" and TEAM_LABEL not in labels and labels.get(PLATFORM_LABEL) not in BELOW_RESTRICTED:
+            yield ns.urn, f"namespace {name} runs at baseline without a documented reason"
+
+
+@rule("no-load-balancers", "No Service of type LoadBalancer: the platform exposes nothing publicly by default.")
+def no_load_balancers(rs):
+    for svc in objects(rs, "Service"):
+        if (svc.props.get("spec") or {}).get("type") == "LoadBalancer":
+            yield svc.urn, f"Service {svc.meta.get('name')} is a LoadBalancer"
+    for r in of(rs, RELEASE):
+        for path, value in _walk(r.props.get("values") or {}):
+            if path.endswith("service.type") and value == "LoadBalancer":
+                yield r.urn, f"release {r.name}: {path} is LoadBalancer"
+
+
+def _walk(value: Any, prefix: str = ""):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _walk(v, f"{prefix}.{k}" if prefix else k)
+    else:
+        yield prefix, value
+
+
+@rule("teams-isolated", "Every team namespace has a quota, a limit range, a default-deny policy and a queue.")
+def teams_isolated(rs):
+    kueue = any(r.type.startswith("kubernetes:kueue.x-k8s.io/") for r in rs)
+    by_ns: dict[str, set[tuple[str, str]]] = {}
+    for o in objects(rs):
+        by_ns.setdefault(o.meta.get("namespace", ""), set()).add((o.kind, o.meta.get("name")))
+    for ns in objects(rs, "Namespace"):
+        if TEAM_LABEL not in (ns.meta.get("labels") or {}):
+            continue
+        have = by_ns.get(ns.meta.get("name"), set())
+        kinds = {k for k, _ in have}
+        missing = [k for k in ("ResourceQuota", "LimitRange") if k not in kinds]
+        if ("NetworkPolicy", "default-deny") not in have:
+            missing.append("NetworkPolicy default-deny")
+        if kueue and "LocalQueue" not in kinds:
+            missing.append("LocalQueue")
+        if missing:
+            yield ns.urn, f"team namespace {ns.meta.get('name')} lacks {', '.join(missing)}"
+
+
+@rule("credentials-in-secrets", "Helm values carry no password, secret key or token literals.")
+def credentials_in_secrets(rs):
+    suspicious = re.compile(r"^(password|adminPassword|secretKey|secretAccessKey|awsSecretAccessKey|"
+                            r"client_secret|clientSecret|apiToken|secretToken|cookieSecret|token)$", re.I)
+    for r in of(rs, RELEASE):
+        for path, value in _walk(r.props.get("values") or {}):
+            leaf = path.rsplit(".", 1)[-1]
+            if suspicious.match(leaf) and isinstance(value, str) and value:
+                yield r.urn, f"release {r.name}: {path} holds a literal credential; use a Secret reference"
+
+
+# -- cloud -----------------------------------------------------------------------------------------------
