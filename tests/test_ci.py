@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import pytest
 
@@ -33,8 +34,9 @@ def test_kind_ci_builds_the_feast_image_that_make_builds_and_loads_it():
     at it, so the bucket smoke test runs in CI instead of skipping."""
     image = ci.feast_image("kind")
     assert image == "localhost/cnai/feast-feature-server:0.66.0-fsspec"
-    dry = subprocess.run(["make", "-n", "image-feast", f"REGISTRY={ci.CI_REGISTRY}"], cwd=ROOT,
-                         capture_output=True, text=True, check=True).stdout
+    # With this interpreter, not .venv's: pytest may run without `make test` having made .venv.
+    dry = subprocess.run(["make", "-n", "image-feast", f"REGISTRY={ci.CI_REGISTRY}", f"PY={sys.executable}"],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert f"-t {image}" in dry
     rec = run("kind", {"cnai:kind": {"loadImages": [image]}, "cnai:layers": {"feast": {"image": image}}})
     assert rec.get("command:local:Command", "kind-load-images")

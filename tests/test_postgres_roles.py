@@ -10,8 +10,10 @@ PostgreSQL 16, `CREATE DATABASE ... OWNER r` needs membership in `r`, which is w
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -23,13 +25,26 @@ from tests.conftest import evaluate, secret_data
 from tools.harness import normalize
 
 pgserver = pytest.importorskip("pgserver._commands", reason="pgserver (PostgreSQL binaries) is in requirements-dev.txt")
-BIN = Path(pgserver.POSTGRES_BIN_PATH)
+INSTALL = Path(pgserver.POSTGRES_BIN_PATH).parent
 SUPERUSER_PASSWORD = "local-superuser-test-only"
+AS_ROOT = os.geteuid() == 0  # initdb and postgres refuse to run as root; CI containers often are root
+
+
+def _reachable_by_others(path: Path) -> bool:
+    """Whether a user with no rights of its own (`nobody`) can reach `path` (every directory on the way o+x)."""
+    return all(p.stat().st_mode & stat.S_IXOTH for p in [path, *path.parents] if p.is_dir())
+
+
+def _scratch_base() -> Path:
+    """A directory `nobody` can reach: the temp dir if it is (a private TMPDIR is not), else /tmp or /var/tmp."""
+    for base in (Path(tempfile.gettempdir()), Path("/tmp"), Path("/var/tmp")):
+        if base.is_dir() and (not AS_ROOT or _reachable_by_others(base)):
+            return base
+    pytest.skip("no temporary directory the PostgreSQL server user can reach")
 
 
 def _as_server_user(cmd: list[str]) -> list[str]:
-    """initdb and postgres refuse to run as root; CI containers often are root."""
-    if os.geteuid() == 0:
+    if AS_ROOT:
         runuser = shutil.which("runuser")
         if runuser is None:
             pytest.skip("running as root without runuser: PostgreSQL cannot start")
@@ -37,11 +52,33 @@ def _as_server_user(cmd: list[str]) -> list[str]:
     return cmd
 
 
+def _binaries() -> Path:
+    """pgserver's binaries where the server user can run them: in place, or copied to a scratch directory
+    when they sit in a checkout (its .venv) that `nobody` cannot enter, e.g. one in a private temp dir."""
+    if not AS_ROOT or _reachable_by_others(INSTALL / "bin"):
+        return INSTALL / "bin"
+    base = next((b for b in (Path(tempfile.gettempdir()), Path("/tmp"), Path("/var/tmp"))
+                 if b.is_dir() and _reachable_by_others(b)), None)
+    if base is None:
+        return INSTALL / "bin"  # the server fixture skips with its reason
+    root = Path(tempfile.mkdtemp(prefix="cnai-pgbin-", dir=base))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    root.chmod(0o755)
+    # The same layout as in site-packages: the binaries find their libraries at $ORIGIN/../../../pgserver.libs.
+    for part in ("bin", "lib", "share"):
+        shutil.copytree(INSTALL / part, root / "pgserver" / "pginstall" / part, symlinks=True)
+    shutil.copytree(INSTALL.parent.parent / "pgserver.libs", root / "pgserver.libs", symlinks=True)
+    return root / "pgserver" / "pginstall" / "bin"
+
+
+BIN = _binaries()
+
+
 @pytest.fixture
 def server():
     """A PostgreSQL 16 server on a Unix socket in a fresh directory, with scram-sha-256 everywhere.
     Not pytest's tmp_path: the server user must be able to reach it."""
-    with tempfile.TemporaryDirectory(prefix="cnai-pg-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="cnai-pg-", dir=_scratch_base()) as tmp:
         yield from _server(Path(tmp))
 
 
