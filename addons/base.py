@@ -74,6 +74,9 @@ class Layer:
     buckets: ClassVar[dict[str, str]] = {}  # object-store buckets it uses -> "rw" | "ro"
     Options: ClassVar[type[LayerOptions]] = LayerOptions
     default_namespace: ClassVar[str | None] = None
+    # Why `cnai:layers.<name>.namespace` cannot move the layer (its upstream manifests hard-code the
+    # namespace); empty: the namespace can be overridden.
+    namespace_fixed: ClassVar[str] = ""
     pod_security: ClassVar[str] = "restricted"
     pod_security_reason: ClassVar[str] = ""
 
@@ -124,6 +127,18 @@ class Layer:
         return teams[0].namespace if teams else None
 
     # -- builders --------------------------------------------------------------------------------
+    def check_namespace(self) -> None:
+        """An overridden namespace must be one the layer can really move to."""
+        wanted = self.options.namespace
+        if not wanted or wanted == self.default_namespace:
+            return
+        if self.default_namespace is None:
+            raise ConfigError(f"cnai:layers.{self.name}.namespace: the {self.name} layer has no namespace of its "
+                              "own to move; remove namespace")
+        if self.namespace_fixed:
+            raise ConfigError(f"cnai:layers.{self.name}.namespace: {self.namespace_fixed}, so it cannot move to "
+                              f"{wanted!r}; remove namespace")
+
     def validate(self) -> None:
         """Cross-field checks beyond the Options model, with the capabilities bound; raise ConfigError
         with one line naming the key."""
@@ -169,20 +184,27 @@ class Layer:
         return ((cls.chart,) if cls.chart else ()) + cls.extra_charts
 
     # -- derived ---------------------------------------------------------------------------------
-    def final_releases(self) -> list[Release]:
-        """Releases with the stack's `cnai:layers.<name>.values` merged on top: the overrides apply to
-        the one release of a single-chart layer, and are keyed by release name otherwise."""
+    def value_overrides(self) -> list[tuple[Release, str, dict[str, Any]]]:
+        """Each release with the stack's overrides for it and the config key they sit at: the overrides
+        apply to the one release of a single-chart layer, and are keyed by release name otherwise."""
         built = self.releases()
         overrides = self.options.values
+        where = f"cnai:layers.{self.name}.values"
         if len(built) == 1:
-            return [replace(built[0], values=deep_merge(built[0].values, overrides))]
+            return [(built[0], where, overrides)]
         names = [r.name for r in built]
         unknown = sorted(set(overrides) - set(names))
         if unknown:
             allowed = f"one of {', '.join(names)}" if names else "nothing: this layer installs no chart here"
-            raise ConfigError(f"cnai:layers.{self.name}.values.{unknown[0]}: values are keyed by release, "
-                              f"allowed: {allowed}")
-        return [replace(r, values=deep_merge(r.values, overrides.get(r.name, {}))) for r in built]
+            raise ConfigError(f"{where}.{unknown[0]}: values are keyed by release, allowed: {allowed}")
+        for name, value in overrides.items():
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}.{name}: must be a mapping of the {name} chart's values")
+        return [(r, f"{where}.{r.name}", overrides.get(r.name, {})) for r in built]
+
+    def final_releases(self) -> list[Release]:
+        """Releases with the stack's `cnai:layers.<name>.values` merged on top."""
+        return [replace(r, values=deep_merge(r.values, o)) for r, _, o in self.value_overrides()]
 
     def final_values(self) -> dict[str, Any]:
         """Values of the layer's main (last) release, overrides included."""

@@ -39,6 +39,7 @@ class Katib(Layer):
     after = {"teams": "objects", "trainer": "install"}
     Options = KatibOptions
     default_namespace = "kubeflow"
+    namespace_fixed = "Katib's install manifests put every object in namespace kubeflow"
     pod_security = "baseline"
     pod_security_reason = "suggestion pods and the injected metrics-collector sidecar set no securityContext"
 

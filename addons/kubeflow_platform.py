@@ -73,6 +73,7 @@ class KubeflowPlatform(Layer):
     manifests = ("kubeflow-istio", "kubeflow-istio-gke", "kubeflow-platform")
     Options = KubeflowPlatformOptions
     default_namespace = "kubeflow"
+    namespace_fixed = "the Kubeflow distribution's manifests put the platform in namespace kubeflow"
     pod_security = "restricted"
 
     def team_namespace(self, team: Team) -> tuple[dict[str, str], dict[str, str]]:

@@ -27,6 +27,7 @@ class Pipelines(Layer):
     manifests = ("pipelines-cluster", "pipelines")
     offers = (PipelinesApi,)
     default_namespace = "kubeflow"
+    namespace_fixed = "Pipelines' install manifests put every object in namespace kubeflow"
     pod_security = "baseline"
     pod_security_reason = "pipeline run pods set no securityContext unless every pipeline sets one"
 

@@ -8,7 +8,7 @@ Everything that can refuse a stack refuses in `load()`, before any resource is r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
@@ -19,6 +19,8 @@ from engine.deploy import Deployment
 from engine.graph import check_requirements, ordered, share_namespaces
 from engine.registry import CLUSTERS, LAYERS, SpecModel
 from modules.clusters.contract import Capabilities, ClusterRequests, with_gpu_sharing
+from modules.shared import overrides as chart_overrides
+from modules.shared import upstream
 from modules.shared.config import ConfigError, PlatformSpec, parse_spec, read_config
 
 
@@ -31,6 +33,7 @@ class Platform:
     requests: ClusterRequests
     caps: Capabilities
     layers: list[Layer]
+    warnings: list[str] = field(default_factory=list)  # shown by `pulumi up` and the offline plan
 
     @property
     def cluster_module(self) -> ModuleType:
@@ -69,11 +72,26 @@ def resolve(spec: PlatformSpec, caps: Capabilities | None = None) -> Platform:
 
 
 def check(platform: Platform) -> None:
-    """Every layer's own checks, capabilities bound, before any resource exists."""
+    """Every layer's own checks, capabilities bound, before any resource exists; then every values
+    builder runs (and may refuse), and the stack's chart value overrides are checked against the pinned
+    charts (where the upstream copy is at hand; without it, a warning says they were not)."""
     for layer in platform.layers:
+        layer.check_namespace()
         layer.validate()
-    for layer in platform.layers:  # every values builder runs (and may refuse) before any resource exists
-        layer.final_releases()
+    unchecked = []
+    for layer in platform.layers:
+        for release, where, overrides in layer.value_overrides():
+            if not overrides:
+                continue
+            if upstream.chart_facts(release.chart) is None:
+                unchecked.append(where)
+                continue
+            problem = chart_overrides.check_overrides(where, release.chart, release.values, overrides)
+            if problem:
+                raise ConfigError(problem)
+    if unchecked:
+        platform.warnings.append(f"{', '.join(unchecked)}: not checked against the charts (no upstream copy: "
+                                 "run `make upstream`)")
 
 
 def load(raw: dict[str, Any] | None = None, stack: str | None = None,
@@ -91,6 +109,8 @@ def load(raw: dict[str, Any] | None = None, stack: str | None = None,
 def build(platform: Platform) -> dict[str, Any]:
     """Register every resource of a checked platform; returns the stack outputs."""
     spec = platform.spec
+    for warning in platform.warnings:
+        pulumi.log.warn(warning)
     cluster = platform.cluster_module.create(spec, platform.requests, platform.caps)
     deployment = Deployment(cluster)
     for layer in platform.layers:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tools import upstream
+from modules.shared import upstream
 from tools.harness import Recording, normalize, run, stacks
 
 STACKS = stacks()

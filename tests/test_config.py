@@ -20,10 +20,10 @@ BAD = [
     ({"cnai:environment": "minikube"}, "cnai:environment", "'kind', 'existing', 'eks' or 'gke'"),
     ({"cnai:profile": "huge"}, "cnai:profile", "'laptop' or 'production'"),
     ({"cnai:kubernetesVersion": "1.29"}, "cnai:kubernetesVersion", "must be one of 1.33"),
-    ({"cnai:gpu": {"enabled": True, "count": 0}}, "cnai:gpu.count", "greater than or equal to 1"),
-    ({"cnai:gpu": {"enabled": "yes"}}, "cnai:gpu.enabled", "valid boolean"),
+    ({"cnai:gpu": {"enabled": True, "count": 0}}, "cnai:gpu.count", "must be at least 1"),
+    ({"cnai:gpu": {"enabled": "yes"}}, "cnai:gpu.enabled", "must be true or false"),
     ({"cnai:gpu": {"enabled": True, "sharing": {"mode": "time-slicing", "replicas": 1}}},
-     "cnai:gpu.sharing.replicas", "greater than or equal to 2"),
+     "cnai:gpu.sharing.replicas", "must be at least 2"),
     ({"cnai:gpu": {"enabled": True, "sharing": {"mode": "mps"}}}, "cnai:gpu.sharing.mode", "'time-slicing' or 'mig'"),
     ({"cnai:gpu": {"enabled": False, "sharing": {"mode": "time-slicing"}}}, "cnai:gpu.sharing.mode",
      "needs cnai:gpu.enabled: true"),
@@ -39,7 +39,7 @@ BAD = [
     ({"cnai:layers": {"kueue": {"cpu": "-1"}}}, "cnai:layers.kueue.cpu", "Kubernetes quantity"),
     ({"cnai:layers": {"kueue": {"priorityClasses": [{"name": "a", "value": 1}, {"name": "a", "value": 2}]}}},
      "cnai:layers.kueue.priorityClasses", "appears twice"),
-    ({"cnai:kind": {"workers": 20}}, "cnai:kind.workers", "less than or equal to 8"),
+    ({"cnai:kind": {"workers": 20}}, "cnai:kind.workers", "must be at most 8"),
     ({"cnai:layers": {"gpu-operator": {"namespace": "GPU"}}}, "cnai:layers.gpu-operator.namespace", "namespace name"),
     ({"cnai:environment": "existing", "cnai:gpu": {"enabled": True}}, "cnai:existing.gpuNodes", "at least 1"),
     ({"cnai:layers": {"mlflow": {"enabled": False}}}, "cnai:layers.kserve.example", "needs layer mlflow"),
@@ -48,9 +48,9 @@ BAD = [
                       "kserve": {"example": False}}}, "cnai:layers.postgres.backups", "object-store layer"),
     ({"cnai:layers": {"postgres": {"instances": 3}}}, "cnai:layers.postgres.instances", "at least 2 worker nodes"),
     ({"cnai:layers": {"postgres": {"backupSchedule": "0 2 * * *"}}}, "cnai:layers.postgres.backupSchedule",
-     "must match"),
+     "six-field cron expression"),
     ({"cnai:layers": {"postgres": {"backupRetention": "30 days"}}}, "cnai:layers.postgres.backupRetention",
-     "must match"),
+     "days, weeks or months"),
     ({"cnai:layers": {"kserve": {"deploymentMode": "Serverless"}}}, "cnai:layers.kserve.deploymentMode",
      "'Standard' or 'Knative'"),
     ({"cnai:layers": {"kserve": {"values": {"kserve": {}}}}}, "cnai:layers.kserve.values.kserve",
@@ -92,7 +92,7 @@ def test_bad_config_registers_nothing_and_pulumi_up_gets_one_line():
     set_all_config(flat, [])
     pulumi.runtime.set_mocks(_Mocks(), "cnai", "kind", preview=False, monitor=_Recorder(rec))
     with pytest.raises(pulumi.RunError,
-                       match=r"^invalid stack config: cnai:gpu.count: must be less than or equal to 8"):
+                       match=r"^invalid stack config: cnai:gpu.count: must be at most 8"):
         pulumi.runtime.test(lambda: runpy.run_path(str(ROOT / "__main__.py")))()
     assert rec.registrations == []
 
@@ -109,7 +109,7 @@ def test_plan_cli_exits_2_with_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [
-        "invalid stack config: cnai:gpu.count: must be a valid integer (got 'two')"]
+        "invalid stack config: cnai:gpu.count: must be a whole number (got 'two')"]
 
 
 def test_project_defaults_match_the_config_model():

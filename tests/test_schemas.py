@@ -10,8 +10,8 @@ import kubernetes_validate
 import pytest
 
 from engine.program import load_spec
+from modules.shared import upstream
 from tests.conftest import evaluate, needs_upstream
-from tools import upstream
 from tools.harness import normalize, stack_config, stacks
 
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 
 from engine.registry import LAYERS
+from modules.shared import upstream
+from modules.shared.upstream import unknown_keys
 from modules.shared.versions import VERSIONS
 from tests.conftest import evaluate, needs_upstream
-from tools import upstream
 from tools.harness import normalize, stacks
-from tools.upstream import unknown_keys
 
 
 def facts(chart_key: str) -> dict:

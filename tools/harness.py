@@ -204,7 +204,8 @@ class _Recorder(mocks.MockMonitor):
 
 
 def stack_file(stack: str) -> Path:
-    return ROOT / "stacks" / f"Pulumi.{stack}.yaml"
+    """stacks/Pulumi.<stack>.yaml, or the file itself when given a path to a .yaml file."""
+    return Path(stack) if stack.endswith((".yaml", ".yml")) else ROOT / "stacks" / f"Pulumi.{stack}.yaml"
 
 
 def stacks() -> list[str]:
@@ -217,13 +218,41 @@ def project_defaults() -> dict[str, Any]:
             if isinstance(v, dict) and "default" in v}
 
 
+def _shape(value: Any) -> str:
+    return "a list" if isinstance(value, list) else "text" if isinstance(value, str) else type(value).__name__
+
+
+def read_stack_file(path: Path) -> dict[str, Any]:
+    """The `config:` mapping of a stack file; a file Pulumi could not read either is one ConfigError line."""
+    from modules.shared.config import ConfigError
+
+    name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{name}: not valid YAML{where} ({getattr(exc, 'problem', None) or 'unreadable'})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{name}: must be a mapping with a `config:` key, not {_shape(data)}")
+    config = data.get("config") or {}
+    if not isinstance(config, dict):
+        raise ConfigError(f"{name}: `config:` must be a mapping of keys such as cnai:environment, "
+                          f"not {_shape(config)}")
+    bad = next((k for k in config if not isinstance(k, str)), None)
+    if bad is not None:
+        raise ConfigError(f"{name}: config key {bad!r} must be a string such as cnai:environment")
+    return config
+
+
 def stack_config(stack: str, overrides: dict[str, Any] | None = None) -> tuple[dict[str, str], list[str]]:
     """The flat, CLI-style config map the engine would pass (Pulumi.yaml defaults, stack file, overrides)."""
     path = stack_file(stack)
     if not path.exists():
-        raise FileNotFoundError(f"no stack file {path.relative_to(ROOT)}")
-    data = yaml.safe_load(path.read_text()) or {}
-    merged = {**project_defaults(), **(data.get("config") or {}), **(overrides or {})}
+        raise FileNotFoundError(f"no stack file {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+    merged = {**project_defaults(), **read_stack_file(path), **(overrides or {})}
     flat: dict[str, str] = {}
     secrets: list[str] = []
     for key, value in merged.items():

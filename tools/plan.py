@@ -79,6 +79,7 @@ def plan(stack: str) -> dict[str, Any]:
         "helm_releases": releases,
         "objects": [normalize(o) for o in rec.objects()],
         "outputs": sorted(rec.outputs),
+        "warnings": list(rec.platform.warnings),
     }
 
 
@@ -108,7 +109,7 @@ def text(doc: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.plan", description="Offline plan of a stack.")
-    ap.add_argument("stack", help="stack name: stacks/Pulumi.<stack>.yaml")
+    ap.add_argument("stack", help="stack name (stacks/Pulumi.<stack>.yaml) or a path to a stack file")
     ap.add_argument("--json", action="store_true", help="print one JSON document")
     args = ap.parse_args(argv)
     try:
@@ -119,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as exc:
         print(str(exc), file=sys.stderr)
         return 2
+    for warning in doc.pop("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
     print(json.dumps(doc, indent=1, sort_keys=True) if args.json else text(doc))
     return 0
 

@@ -178,8 +178,9 @@ def read_config(raw: dict[str, Any], secret_keys: Any = None) -> dict[str, Any]:
         if isinstance(value, str) and name not in _SCALARS:
             try:
                 value = json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{key}: must be a YAML/JSON object or list ({exc.msg})") from None
+            except json.JSONDecodeError:
+                shape = "a list" if name == "teams" else "a mapping of keys"
+                raise ConfigError(f"{key}: must be {shape} (got {value!r})") from None
         data[name] = value
     return data
 
@@ -219,27 +220,60 @@ def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
     return [f.alias or n for n, f in cur.model_fields.items() if n != "stack"]
 
 
+_WORDS = {
+    "string_type": "must be a string", "int_type": "must be a whole number", "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number", "float_type": "must be a number", "float_parsing": "must be a number",
+    "bool_type": "must be true or false", "bool_parsing": "must be true or false",
+    "dict_type": "must be a mapping of keys", "model_type": "must be a mapping of keys",
+    "model_attributes_type": "must be a mapping of keys", "list_type": "must be a list", "tuple_type": "must be a list",
+    "set_type": "must be a list", "none_required": "must be empty (null)",
+}
+
+
+def _entries(n: Any) -> str:
+    return f"{n} entry" if n == 1 else f"{n} entries"
+
+
+def _words(err: dict[str, Any]) -> str:
+    """What is wrong with one value, in the project's words (no validation library's phrasing)."""
+    kind, ctx = err["type"], err.get("ctx") or {}
+    value = err.get("input")
+    got = f" (got {value!r})" if not isinstance(value, (dict, list, tuple)) else ""
+    if kind in _WORDS:
+        return _WORDS[kind] + got
+    if kind in ("literal_error", "enum"):
+        return f"must be one of {ctx.get('expected')}" + got
+    if kind == "string_pattern_mismatch":
+        pattern = ctx.get("pattern", "")
+        return PATTERN_HELP.get(pattern, f"must match the pattern {pattern}") + got
+    limits = {"string_too_long": f"must be at most {ctx.get('max_length')} characters",
+              "string_too_short": "must not be empty" if ctx.get("min_length") == 1
+              else f"must be at least {ctx.get('min_length')} characters",
+              "too_long": f"must have at most {_entries(ctx.get('max_length'))}",
+              "too_short": f"must have at least {_entries(ctx.get('min_length'))}",
+              "greater_than": f"must be greater than {ctx.get('gt')}",
+              "greater_than_equal": f"must be at least {ctx.get('ge')}",
+              "less_than": f"must be less than {ctx.get('lt')}",
+              "less_than_equal": f"must be at most {ctx.get('le')}"}
+    if kind in limits:
+        return limits[kind] + got
+    if kind == "value_error":  # our own validators' messages
+        return str(ctx.get("error") or err["msg"]).removeprefix("Value error, ") + got
+    return "is not a value this key accepts (see docs/configuration.md)" + got
+
+
 def _one_line(exc: ValidationError, model: type[BaseModel]) -> str:
     err = exc.errors(include_url=False)[0]
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     key = _key(loc)
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        allowed = ", ".join(_allowed_keys(model, loc))
-        msg = f"unknown key; allowed keys here are {allowed}"
-    elif kind == "missing":
+    if err["type"] == "extra_forbidden":
+        msg = f"unknown key; allowed keys here are {', '.join(_allowed_keys(model, loc))}"
+    elif err["type"] == "missing":
         msg = "is required"
-    elif kind == "string_pattern_mismatch":
-        pattern = err.get("ctx", {}).get("pattern", "")
-        msg = PATTERN_HELP.get(pattern, f"must match {pattern}") + f" (got {err['input']!r})"
     else:
-        msg = err["msg"].replace("Input should be", "must be").replace("Value error, ", "")
-        msg = msg.replace("a valid tuple", "a list").replace("a valid dictionary", "a mapping")
-        if "input" in err and not isinstance(err["input"], (dict, list)):
-            msg += f" (got {err['input']!r})"
+        msg = _words(err)
     more = len(exc.errors()) - 1
     return f"{key}: {msg}" + (f" [and {more} more problem{'s' * (more > 1)}]" if more else "")
-
 
 
 # What layers and cluster modules import from here (some defined in config_types).

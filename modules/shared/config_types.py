@@ -30,6 +30,13 @@ PATTERN_HELP = {
     r"^([0-9]{1,3}\.){3}[0-9]{1,3}/[0-9]{1,2}$": "must be an IPv4 CIDR such as 10.0.0.0/16",
     r"^([a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?)?$":
         "must be empty or a bucket name prefix (lowercase letters, digits, '-')",
+    r"^(\S+ ){5}\S+$": "must be a six-field cron expression, seconds first, such as '0 0 2 * * *'",
+    r"^[1-9][0-9]*[dwm]$": "must be a count of days, weeks or months such as 30d, 4w or 6m",
+    r"^[0-9]+[smh]$": "must be a duration in seconds, minutes or hours such as 10m",
+    r"^([0-9]+[hdwy])?$": "must be empty or a duration such as 12h, 15d, 2w or 1y",
+    r"^https?://[^/\s]+$": "must be a URL of scheme and host only, such as https://s3.example.com",
+    r"^https://": "must be an https:// URL",
+    r"^[a-z0-9.-]*$": "must be lowercase letters, digits, '.' and '-'",
 }
 CIDR = r"^([0-9]{1,3}\.){3}[0-9]{1,3}/[0-9]{1,2}$"
 BUCKET_PREFIX = r"^([a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?)?$"
