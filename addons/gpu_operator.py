@@ -14,7 +14,8 @@ from pydantic import Field
 
 from addons.base import Layer
 from modules.clusters.contract import GPU_RESOURCE, GPU_TAINT, GpuDevices, Request
-from modules.shared.config import ConfigError, LayerOptions
+from modules.shared.config import LayerOptions
+from modules.shared.gpus import MIG_CONFIG_LABEL
 from modules.shared.k8s import resources
 from modules.shared.parts import KubeObject, Workload
 
@@ -64,11 +65,6 @@ class GpuOperator(Layer):
     def cluster_requests(self) -> list[Request]:
         return [GpuDevices()]  # it drives real devices: simulated GPUs will not do
 
-    def validate(self) -> None:
-        if self.spec.gpu.sharing.mode == "mig" and not self.caps.mig_supported:
-            raise ConfigError(f"cnai:gpu.sharing.mode: mig is not supported on a {self.spec.environment} cluster "
-                              "(MIG reconfiguration needs control of the host driver); use none or time-slicing")
-
     def _size(self, part: str) -> dict[str, Any]:
         return resources(*_SIZES[self.profile.size][part])
 
@@ -98,8 +94,11 @@ class GpuOperator(Layer):
             "gfd": {"resources": self._size("gfd")},
             "validator": {"resources": self._size("validator")},
             "mig": {"strategy": c.mig_strategy if mig else "single"},
+            # The ClusterPolicy takes only "all-disabled" or "" here (its CRD's enum): the MIG manager applies
+            # the config each node's nvidia.com/mig.config label names, which the cloud pools set at boot or
+            # this layer patches onto the listed nodes (objects()).
             "migManager": {"enabled": mig, "resources": self._size("mig-manager"),
-                           "config": {"default": c.mig_profile if mig else "all-disabled"}},
+                           "config": {"default": "all-disabled"}},
             "dcgmExporter": {"enabled": self.options.dcgmExporter, "resources": self._size("dcgm-exporter"),
                              "serviceMonitor": {"enabled": self.options.dcgmExporter}},
             "nfd": {"enabled": True},
@@ -130,7 +129,7 @@ class GpuOperator(Layer):
         return worker
 
     def objects(self) -> list[KubeObject]:
-        out: list[KubeObject] = []
+        out: list[KubeObject] = self._mig_labels()
         if self.caps.critical_pods_need_quota:
             # GKE admits system-node-critical/system-cluster-critical pods outside kube-system only
             # where a ResourceQuota scoped to those priority classes exists.
@@ -150,6 +149,16 @@ class GpuOperator(Layer):
               "metadata": {"name": TIME_SLICING_CONFIG, "namespace": self.namespace},
               "data": {"any": yaml.safe_dump(config, sort_keys=True)}}
         return out + [KubeObject(cm, phase="before-install")]
+
+    def _mig_labels(self) -> list[KubeObject]:
+        """With MIG on nodes the platform did not create, the config label the MIG manager reads, patched onto
+        each listed GPU node (server-side apply: only this label is the platform's)."""
+        c = self.caps
+        if c.gpu_sharing != "mig" or c.mig_config_labelled:
+            return []
+        return [KubeObject({"apiVersion": "v1", "kind": "Node",
+                            "metadata": {"name": node, "labels": {MIG_CONFIG_LABEL: c.mig_profile}}}, patch=True)
+                for node in c.gpu_node_names]
 
     def release_timeout(self) -> int:
         # Building the driver on the node takes minutes; without it the operator is up in seconds.

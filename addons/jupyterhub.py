@@ -29,7 +29,6 @@ from typing import Any, Literal
 from pydantic import Field
 
 from addons.base import Layer
-from modules.clusters.contract import GPU_RESOURCE
 from modules.shared.config import ConfigError, DnsLabel, LayerOptions, Quantity, Strict
 from modules.shared.k8s import resources, secret
 from modules.shared.labels import MANAGED_BY, PLATFORM_LABEL, TEAM_LABEL
@@ -157,7 +156,12 @@ class JupyterHub(Layer):
             return list(self.options.profiles)
         out = [Profile(slug="cpu-small", displayName="CPU: small", description="1 CPU, 2 GiB", cpu=1, memory="2Gi"),
                Profile(slug="cpu-large", displayName="CPU: large", description="4 CPUs, 16 GiB", cpu=4, memory="16Gi")]
-        if self.caps.gpus:
+        if self.caps.gpus and self.caps.gpu_sharing == "mig":
+            mig = self.caps.mig_profile.removeprefix("all-")
+            out.append(Profile(slug="gpu", displayName=f"GPU: 1 MIG slice ({mig})",
+                               description=f"4 CPUs, 16 GiB, one {mig} MIG instance of a GPU", cpu=4, memory="16Gi",
+                               gpus=1))
+        elif self.caps.gpus:
             out.append(Profile(slug="gpu", displayName="GPU: 1 GPU", description="4 CPUs, 16 GiB, one GPU",
                                cpu=4, memory="16Gi", gpus=1))
         if self.caps.gpu_sharing == "time-slicing":
@@ -174,7 +178,8 @@ class JupyterHub(Layer):
         if p.image:
             override["image"] = p.image
         if p.gpus:
-            override["extra_resource_limits"] = {GPU_RESOURCE: str(p.gpus)}
+            # One GPU, or one MIG slice: the resource the device plugin advertises for the sharing mode.
+            override["extra_resource_limits"] = {self.caps.gpu_resource: str(p.gpus)}
             override["node_selector"] = dict(self.caps.gpu_node_selector)
             override["tolerations"] = [dict(t) for t in self.caps.gpu_tolerations]
             # PyTorch data loaders need more shared memory than the container default.

@@ -115,8 +115,8 @@ class Kueue(Layer):
         if not self.caps.gpu_resources():
             return [cpu]
         labels = dict(self.caps.gpu_node_selector)
-        if self.spec.gpu.model:
-            labels["nvidia.com/gpu.product"] = self.spec.gpu.model
+        if self.spec.gpu.model:  # the stack names the model: select what discovery labels the nodes with
+            labels.update(self.caps.gpu_product_selector())
         gpu_spec: dict[str, Any] = {"nodeLabels": labels}
         if self.caps.gpu_tolerations:
             gpu_spec["tolerations"] = [dict(t) for t in self.caps.gpu_tolerations]

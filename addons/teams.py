@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Any
 
 from addons.base import Layer
-from modules.clusters.contract import GPU_RESOURCE
 from modules.shared.config import ConfigError, Team
 from modules.shared.k8s import namespace, pod_security
 from modules.shared.labels import MANAGED_BY, PLATFORM_LABEL, TEAM_LABEL
@@ -74,7 +73,7 @@ class Teams(Layer):
         q = team.quota
         peer_labels, peer_annotations = self._peer_metadata(team)
         hard = {"requests.cpu": q.cpu, "requests.memory": q.memory, "limits.memory": q.memory,
-                "pods": str(q.pods), "requests.storage": q.storage, f"requests.{GPU_RESOURCE}": str(q.gpu)}
+                "pods": str(q.pods), "requests.storage": q.storage, f"requests.{self.caps.gpu_resource}": str(q.gpu)}
         p = self.profile
         objs: list[dict[str, Any]] = [
             namespace(ns, {TEAM_LABEL: team.name, **pod_security("baseline"), **peer_labels}, peer_annotations or None),

@@ -64,7 +64,7 @@ def resolve(spec: PlatformSpec, caps: Capabilities | None = None) -> Platform:
     if caps is None:
         if hasattr(module, "validate"):
             module.validate(spec, requests)
-        caps = with_gpu_sharing(module.capabilities(spec, requests), spec.gpu, module.GPU_PARTITIONING)
+        caps = with_gpu_sharing(module.capabilities(spec, requests), spec.gpu, f"a {spec.environment} cluster")
     for layer in layers:
         layer.caps = caps
     share_namespaces(layers)

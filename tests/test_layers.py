@@ -118,7 +118,8 @@ def test_gpu_operator_on_existing_follows_its_capabilities():
     assert v["driver"]["enabled"] is False  # gpuDriversPreinstalled: true
     assert v["toolkit"]["enabled"] is True  # gpuToolkitPreinstalled: false
     assert v["mig"]["strategy"] == "single"
-    assert v["migManager"] == {"enabled": True, "config": {"default": "all-1g.10gb"},
+    # The profile reaches nodes through their nvidia.com/mig.config label; the ClusterPolicy only allows this.
+    assert v["migManager"] == {"enabled": True, "config": {"default": "all-disabled"},
                                "resources": v["migManager"]["resources"]}
     assert "nodeSelector" not in v["node-feature-discovery"]["worker"]  # discovery runs on every node
     assert "config" not in v["devicePlugin"]
@@ -140,7 +141,8 @@ def test_gpu_operator_excludes_control_plane_and_never_waits_on_gpu_less_nodes()
 
 
 def test_gpu_operator_driver_install_gets_a_longer_timeout():
-    rec = evaluate("existing", {"cnai:existing": {"gpuNodes": 1, "gpuDriversPreinstalled": False}})
+    rec = evaluate("existing", {"cnai:existing": {"gpuNodes": 1, "gpuNodeNames": ["gpu-1"],
+                                                  "gpuDriversPreinstalled": False}})
     assert values_of(rec, "gpu-operator")["driver"]["enabled"] is True
     assert rec.get(RELEASE, "gpu-operator").inputs["timeout"] >= 1200
 
@@ -159,7 +161,8 @@ def test_kueue_flavors_and_quotas_follow_gpu_capabilities():
 
     existing = {(o["kind"], o["metadata"]["name"]): o for o in evaluate("existing").objects()}
     eg = existing[("ResourceFlavor", "gpu")]["spec"]["nodeLabels"]
-    assert eg["nvidia.com/gpu.product"] == "NVIDIA-A100-SXM4-80GB"
+    # MIG single strategy: discovery relabels the nodes' product with the profile.
+    assert eg["nvidia.com/gpu.product"] == "NVIDIA-A100-SXM4-80GB-MIG-1g.10gb"
     quota = existing[("ClusterQueue", "platform")]["spec"]["resourceGroups"]
     assert quota[0]["flavors"][0]["resources"][0] == {"name": "cpu", "nominalQuota": "96"}
     assert quota[1]["flavors"][0]["resources"] == [{"name": "nvidia.com/gpu",

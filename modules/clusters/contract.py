@@ -5,25 +5,25 @@ A cluster module (kind, existing, eks, gke) exposes
 - `capabilities(spec, requests) -> Capabilities`: what the cluster provides (GPU driver on the nodes?
   GPU labels and taint? default storage class? cloud buckets and identities?), computed once a run;
 - `create(spec, requests, caps) -> Cluster`: the resources, a Kubernetes provider and what layers wait for;
-- `GPU_PARTITIONING`: whether its nodes' GPUs can be partitioned (MIG) at all.
 `ClusterRequests` are what the enabled layers need from the cluster (workload identities with their
-buckets, a managed database, real GPU devices), collected by the engine from the layers. Layers never
+buckets, a managed database, real GPU devices), collected by the engine from the layers. The engine
+applies `cnai:gpu` (models, sharing) to the capabilities in one place (`with_gpu_sharing`). Layers never
 look at the environment's name, and cluster modules never read a layer's config.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-GPU_RESOURCE = "nvidia.com/gpu"
+from modules.shared import gpus
+from modules.shared.config import ConfigError
+from modules.shared.gpus import GPU_RESOURCE, PRODUCT_LABEL
+
 GPU_TAINT = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
-# MIG slices per GPU by compute-slice count of a profile such as all-1g.10gb (NVIDIA MIG user guide).
-_MIG_SLICES = {1: 7, 2: 3, 3: 2, 4: 1, 7: 1}
 
 # Deploy-time values a cloud module provides for the managed database (`Cluster.provided`), read by
 # layers as Generated(CLUSTER_VALUES, ...) markers.
@@ -103,6 +103,13 @@ class Capabilities:
     load_balancer: bool
     mig_supported: bool
     gpu_nodes_labelled: bool = False  # GPU nodes carry gpu_node_selector before any discovery runs
+    # GPU models (nvidia.com/gpu.product as discovery labels them, without MIG suffixes) the GPU nodes
+    # carry: from the cloud pools' instance types, else `cnai:gpu.model`; empty: not known.
+    gpu_models: tuple[str, ...] = ()
+    # The MIG manager's config label (nvidia.com/mig.config) is set on GPU nodes when they are created
+    # (cloud pools); otherwise the gpu-operator layer labels `gpu_node_names`.
+    mig_config_labelled: bool = False
+    gpu_node_names: tuple[str, ...] = ()
     gpu_sharing: str = "none"  # none | time-slicing | mig
     gpu_replicas: int = 1  # time-slicing replicas per GPU
     mig_strategy: str = "single"
@@ -135,6 +142,13 @@ class Capabilities:
     def gpus(self) -> int:
         return self.gpu_nodes * self.gpus_per_node
 
+    @property
+    def gpu_resource(self) -> str:
+        """The resource a pod requests for one GPU (or one slice): MIG's mixed strategy names each profile."""
+        if self.gpu_sharing == "mig" and self.mig_strategy == "mixed":
+            return f"nvidia.com/mig-{gpus.mig_profile(self.mig_profile)}"
+        return GPU_RESOURCE
+
     def gpu_resources(self) -> dict[str, int]:
         """Schedulable GPU resources (name -> count) as the device plugin will advertise them."""
         if not self.gpus:
@@ -142,19 +156,35 @@ class Capabilities:
         if self.gpu_sharing == "time-slicing":
             return {GPU_RESOURCE: self.gpus * self.gpu_replicas}
         if self.gpu_sharing == "mig":
-            m = re.match(r"^all-(\d+)g\.", self.mig_profile)
-            slices = _MIG_SLICES.get(int(m.group(1)), 1) if m else 1
-            name = GPU_RESOURCE if self.mig_strategy == "single" else f"nvidia.com/mig-{self.mig_profile[4:]}"
-            return {name: self.gpus * slices}
+            return {self.gpu_resource: self.gpus * gpus.slices(self.gpu_models, self.mig_profile)}
         return {GPU_RESOURCE: self.gpus}
 
+    def gpu_products(self) -> tuple[str, ...]:
+        """The nvidia.com/gpu.product values GPU feature discovery gives the GPU nodes: with MIG's single
+        strategy the model gains a `-MIG-<profile>` suffix; otherwise the model as it is."""
+        if self.gpu_sharing == "mig" and self.mig_strategy == "single":
+            return tuple(f"{m}-MIG-{gpus.mig_profile(self.mig_profile)}" for m in self.gpu_models)
+        return self.gpu_models
 
-def with_gpu_sharing(caps: Capabilities, gpu: Any, partitioning: bool) -> Capabilities:
-    """The one place `cnai:gpu.sharing` reaches the capabilities layers read: time-slicing replicas, and
-    the MIG strategy and profile where the cluster's GPUs can be partitioned at all."""
-    fields: dict[str, Any] = {"gpu_sharing": gpu.sharing.mode if gpu.enabled else "none",
-                              "gpu_replicas": gpu.sharing.replicas}
-    if partitioning:
+    def gpu_product_selector(self) -> dict[str, str]:
+        """A node label selecting the GPU model the nodes carry, when they carry one known model."""
+        products = self.gpu_products()
+        return {PRODUCT_LABEL: products[0]} if len(products) == 1 else {}
+
+
+def with_gpu_sharing(caps: Capabilities, gpu: Any, where: str) -> Capabilities:
+    """The one place `cnai:gpu` reaches the capabilities layers read: the GPU models (the cloud pools',
+    else `cnai:gpu.model`), time-slicing replicas, and the MIG strategy and profile, after refusing what
+    the GPUs cannot do (gpus.check_sharing). `where` names the cluster in messages."""
+    mode = gpu.sharing.mode if gpu.enabled else "none"
+    models = caps.gpu_models or ((gpu.model,) if gpu.enabled and gpu.model else ())
+    if gpu.enabled and gpu.model and caps.gpu_models and set(caps.gpu_models) != {gpu.model}:
+        raise ConfigError(f"cnai:gpu.model: {gpu.model} but the GPU pools carry {', '.join(caps.gpu_models)}; "
+                          "leave it empty on clouds (the pools' instance types decide)")
+    gpus.check_sharing(gpu.sharing, models, caps.mig_supported, where)
+    fields: dict[str, Any] = {"gpu_models": models, "gpu_sharing": mode,
+                              "gpu_replicas": gpu.sharing.replicas if mode == "time-slicing" else 1}
+    if mode == "mig":
         fields.update(mig_strategy=gpu.sharing.migStrategy, mig_profile=gpu.sharing.migProfile)
     return replace(caps, **fields)
 

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from modules.shared.config_types import BUCKET_PREFIX, DNS_SUBDOMAIN, Cidr, DnsLabel, ImageRef, Strict
+from modules.shared.config_types import BUCKET_PREFIX, DNS_SUBDOMAIN, Cidr, DnsLabel, DnsSubdomain, ImageRef, Strict
 
 
 class KindCluster(Strict):
@@ -28,6 +28,9 @@ class ExistingCluster(Strict):
     storageClass: str = Field("standard", pattern=DNS_SUBDOMAIN)
     nodes: int = Field(3, ge=1, le=10000, description="node count, used only for footprint figures")
     gpuNodes: int = Field(0, ge=0, le=10000)
+    gpuNodeNames: tuple[DnsSubdomain, ...] = Field(
+        (), strict=False, max_length=10000,
+        description="names of the GPU nodes; with MIG the platform labels them nvidia.com/mig.config")
     gpuDriversPreinstalled: bool = False
     gpuToolkitPreinstalled: bool = False
     gpuNodeSelector: dict[str, str] = {"nvidia.com/gpu.present": "true"}

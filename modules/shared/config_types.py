@@ -74,6 +74,7 @@ def _check_quantity(v: str) -> str:
 
 Quantity = Annotated[str, BeforeValidator(_check_quantity)]
 DnsLabel = Annotated[str, Field(pattern=DNS_LABEL.pattern)]
+DnsSubdomain = Annotated[str, Field(pattern=DNS_SUBDOMAIN)]
 
 
 class Strict(BaseModel):

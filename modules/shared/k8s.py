@@ -25,7 +25,7 @@ _TYPED = {
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): k8s.rbac.v1.ClusterRole,
 }
 # Server-side apply patches of objects another tool owns (an upstream manifest's Deployment).
-_PATCHES = {("apps/v1", "Deployment"): k8s.apps.v1.DeploymentPatch}
+_PATCHES = {("apps/v1", "Deployment"): k8s.apps.v1.DeploymentPatch, ("v1", "Node"): k8s.core.v1.NodePatch}
 _SNAKE = {"roleRef": "role_ref", "aggregationRule": "aggregation_rule", "stringData": "string_data",
           "automountServiceAccountToken": "automount_service_account_token", "imagePullSecrets": "image_pull_secrets"}
 

@@ -20,7 +20,7 @@
   The admin password is generated; the postgres layer creates the per-layer roles and databases.
 """
 
-from modules.clusters.eks.capabilities import GPU_PARTITIONING, capabilities, validate
+from modules.clusters.eks.capabilities import capabilities, validate
 from modules.clusters.eks.resources import create
 
-__all__ = ["GPU_PARTITIONING", "capabilities", "create", "validate"]
+__all__ = ["capabilities", "create", "validate"]

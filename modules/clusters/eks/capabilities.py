@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from modules.clusters.contract import GPU_TAINT, Capabilities, CloudStorage, ClusterRequests
 from modules.shared.cluster_config import EksGpuPool
 from modules.shared.config import ConfigError, PlatformSpec
-
-GPU_PARTITIONING = True  # the GPU operator's MIG manager may partition A100/H100-class instances
+from modules.shared.gpus import GPU_RESOURCE, MIG_CONFIG_LABEL
 
 # NVIDIA GPUs per instance for the EC2 GPU instance types the platform accepts.
 GPU_INSTANCES: dict[str, int] = {
@@ -17,6 +18,12 @@ GPU_INSTANCES: dict[str, int] = {
     **{f"{f}.48xlarge": 8 for f in ("g5", "g6", "g6e")},
     "p4d.24xlarge": 8, "p4de.24xlarge": 8, "p5.4xlarge": 1, "p5.48xlarge": 8, "p5e.48xlarge": 8,
     "p5en.48xlarge": 8, "p6-b200.48xlarge": 8,
+}
+# The GPU model of each instance family, as GPU feature discovery labels it (modules/shared/gpus.py).
+GPU_FAMILIES: dict[str, str] = {
+    "g4dn": "Tesla-T4", "g5": "NVIDIA-A10G", "g6": "NVIDIA-L4", "g6e": "NVIDIA-L40S",
+    "p4d": "NVIDIA-A100-SXM4-40GB", "p4de": "NVIDIA-A100-SXM4-80GB", "p5": "NVIDIA-H100-80GB-HBM3",
+    "p5e": "NVIDIA-H200", "p5en": "NVIDIA-H200", "p6-b200": "NVIDIA-B200",
 }
 GPU_LABELS = {"nvidia.com/gpu.present": "true"}
 POOL_LABEL = "platform.cnai.dev/pool"
@@ -31,6 +38,11 @@ def bucket_prefix(spec: PlatformSpec) -> str:
 
 def gpus_per_node(pool: EksGpuPool) -> int:
     return GPU_INSTANCES[pool.instanceTypes[0]]
+
+
+def pool_models(pool: EksGpuPool) -> tuple[str, ...]:
+    """The GPU models a pool's instance types carry."""
+    return tuple(sorted({GPU_FAMILIES[t.split(".")[0]] for t in pool.instanceTypes}))
 
 
 def validate(spec: PlatformSpec, requests: ClusterRequests) -> None:
@@ -76,6 +88,8 @@ def capabilities(spec: PlatformSpec, requests: ClusterRequests) -> Capabilities:
         nodes=e.systemPool.min,
         gpu_nodes=sum(p.max for p in pools),
         gpus_per_node=gpus_per_node(pools[0]) if pools else 0,
+        gpu_models=tuple(sorted({m for p in pools for m in pool_models(p)})),
+        mig_config_labelled=True,  # the GPU node groups carry nvidia.com/mig.config (resources.py)
         # AL2023 NVIDIA AMIs ship the driver and the container toolkit.
         gpu_drivers_preinstalled=True,
         gpu_toolkit_preinstalled=True,
@@ -95,3 +109,26 @@ def capabilities(spec: PlatformSpec, requests: ClusterRequests) -> Capabilities:
         cluster_name=e.name,
         region=e.region,
     )
+
+
+def gpu_pool_labels(pool: EksGpuPool, caps: Capabilities) -> dict[str, str]:
+    """Labels of a GPU node group's nodes; with MIG, the config the MIG manager applies at boot."""
+    mig = {MIG_CONFIG_LABEL: caps.mig_profile} if caps.gpu_sharing == "mig" else {}
+    return {**GPU_LABELS, POOL_LABEL: pool.name, **mig, **pool.labels}
+
+
+def node_template_tags(cluster: str, pool: EksGpuPool, caps: Capabilities) -> dict[str, str]:
+    """Auto Scaling group tags Cluster Autoscaler reads to build a node while the group is empty: its labels
+    (with the product label discovery will add, so pods selecting a model or MIG slice scale the group from
+    zero), taint and GPU resources as the device plugin will advertise them."""
+    prefix = "k8s.io/cluster-autoscaler/node-template"
+    models = pool_models(pool)
+    node = replace(caps, gpu_nodes=1, gpus_per_node=gpus_per_node(pool), gpu_models=models)
+    labels = {**gpu_pool_labels(pool, caps), **node.gpu_product_selector()}
+    tags = {f"{prefix}/label/{k}": v for k, v in labels.items()}
+    tags[f"{prefix}/taint/{GPU_RESOURCE}"] = f"present:{GPU_TAINT['effect']}"
+    for resource, count in node.gpu_resources().items():
+        tags[f"{prefix}/resources/{resource}"] = str(count)
+    tags["k8s.io/cluster-autoscaler/enabled"] = "true"
+    tags[f"k8s.io/cluster-autoscaler/{cluster}"] = "owned"
+    return tags

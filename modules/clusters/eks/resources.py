@@ -13,7 +13,6 @@ import yaml
 
 from modules.clusters.contract import (
     GPU_RESOURCE,
-    GPU_TAINT,
     PG_ADDRESS,
     PG_ADMIN_PASSWORD,
     PG_ADMIN_USER,
@@ -24,13 +23,12 @@ from modules.clusters.contract import (
 from modules.clusters.eks.capabilities import (
     ADMIN_POLICY,
     DB_CLASSES,
-    GPU_LABELS,
     POOL_LABEL,
     STORAGE_CLASS,
-    gpus_per_node,
+    gpu_pool_labels,
+    node_template_tags,
 )
 from modules.clusters.eks.iam import assume_policy, policy_document
-from modules.shared.cluster_config import EksGpuPool
 from modules.shared.config import PlatformSpec
 from modules.shared.profiles import PROFILES
 
@@ -42,17 +40,6 @@ def _subnets(cidr: str, zones: int) -> tuple[list[str], list[str]]:
     private = [str(s) for s in list(halves[0].subnets(new_prefix=min(32, net.prefixlen + 3)))[:zones]]
     public = [str(s) for s in list(halves[1].subnets(new_prefix=min(32, net.prefixlen + 6)))[:zones]]
     return private, public
-
-
-def node_template_tags(cluster: str, pool: EksGpuPool) -> dict[str, str]:
-    """Auto Scaling group tags Cluster Autoscaler reads to build a node while the group is empty."""
-    prefix = "k8s.io/cluster-autoscaler/node-template"
-    tags = {f"{prefix}/label/{k}": v for k, v in {**GPU_LABELS, POOL_LABEL: pool.name, **pool.labels}.items()}
-    tags[f"{prefix}/taint/{GPU_RESOURCE}"] = f"present:{GPU_TAINT['effect']}"
-    tags[f"{prefix}/resources/{GPU_RESOURCE}"] = str(gpus_per_node(pool))
-    tags["k8s.io/cluster-autoscaler/enabled"] = "true"
-    tags[f"k8s.io/cluster-autoscaler/{cluster}"] = "owned"
-    return tags
 
 
 def kubeconfig(name: str, endpoint: str, ca: str, region: str) -> str:
@@ -178,11 +165,11 @@ class EksCluster(pulumi.ComponentResource):
         self.gpu_groups: list[aws.eks.NodeGroup] = []
         for pool in (e.gpuPools if spec.gpu.enabled else ()):
             ng = node_group(f"gpu-{pool.name}", "AL2023_x86_64_NVIDIA", pool.instanceTypes, pool,
-                            {**GPU_LABELS, POOL_LABEL: pool.name, **pool.labels},
+                            gpu_pool_labels(pool, caps),
                             [{"key": GPU_RESOURCE, "value": "present", "effect": "NO_SCHEDULE"}], pool.min)
             self.gpu_groups.append(ng)
             asg = ng.resources.apply(lambda r: r[0].autoscaling_groups[0].name)
-            for i, (k, v) in enumerate(sorted(node_template_tags(e.name, pool).items())):
+            for i, (k, v) in enumerate(sorted(node_template_tags(e.name, pool, caps).items())):
                 aws.autoscaling.Tag(f"gpu-{pool.name}-tag-{i}", autoscaling_group_name=asg, opts=child,
                                     tag={"key": k, "value": v, "propagate_at_launch": False})
 

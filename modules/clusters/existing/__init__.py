@@ -14,12 +14,17 @@ import pulumi_kubernetes as k8s
 from modules.clusters.contract import GPU_TAINT, Capabilities, Cluster, ClusterRequests
 from modules.shared.config import ConfigError, PlatformSpec
 
-GPU_PARTITIONING = True  # the platform may run the GPU operator's MIG manager on these nodes
-
 
 def validate(spec: PlatformSpec, requests: ClusterRequests) -> None:
-    if spec.gpu.enabled and spec.existing.gpuNodes == 0:
+    e = spec.existing
+    if spec.gpu.enabled and e.gpuNodes == 0:
         raise ConfigError("cnai:existing.gpuNodes: must be at least 1 when cnai:gpu.enabled is true")
+    if e.gpuNodeNames and len(e.gpuNodeNames) != e.gpuNodes:
+        raise ConfigError(f"cnai:existing.gpuNodeNames: names {len(e.gpuNodeNames)} nodes but gpuNodes is "
+                          f"{e.gpuNodes}; list every GPU node")
+    if spec.gpu.enabled and spec.gpu.sharing.mode == "mig" and not e.gpuNodeNames:
+        raise ConfigError("cnai:existing.gpuNodeNames: MIG is applied through the nvidia.com/mig.config label of "
+                          "each GPU node; list the GPU nodes so the platform labels them")
 
 
 def capabilities(spec: PlatformSpec, requests: ClusterRequests) -> Capabilities:
@@ -31,6 +36,7 @@ def capabilities(spec: PlatformSpec, requests: ClusterRequests) -> Capabilities:
         gpu_drivers_preinstalled=e.gpuDriversPreinstalled,
         gpu_toolkit_preinstalled=e.gpuToolkitPreinstalled,
         gpu_node_selector=dict(e.gpuNodeSelector),
+        gpu_node_names=tuple(e.gpuNodeNames) if gpu.enabled else (),
         gpu_tolerations=(GPU_TAINT,) if e.gpuTaint else (),
         default_storage_class=e.storageClass,
         load_balancer=e.loadBalancer,

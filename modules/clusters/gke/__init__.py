@@ -20,7 +20,7 @@
   generated; the postgres layer creates the per-layer roles and databases.
 """
 
-from modules.clusters.gke.capabilities import GPU_PARTITIONING, capabilities, validate
+from modules.clusters.gke.capabilities import capabilities, validate
 from modules.clusters.gke.resources import create
 
-__all__ = ["GPU_PARTITIONING", "capabilities", "create", "validate"]
+__all__ = ["capabilities", "create", "validate"]

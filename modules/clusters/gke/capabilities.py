@@ -5,16 +5,20 @@ from __future__ import annotations
 from modules.clusters.contract import GPU_TAINT, Capabilities, CloudStorage, ClusterRequests
 from modules.shared.config import ConfigError, PlatformSpec
 
-# MIG through the GPU operator needs operator-installed drivers (gpuDriver: operator); GKE-installed
-# drivers partition through the node pool instead.
-GPU_PARTITIONING = True
-
 # Accelerator type -> machine families that carry it (GKE GPU platforms).
 ACCELERATORS: dict[str, tuple[str, ...]] = {
     "nvidia-tesla-t4": ("n1",), "nvidia-tesla-v100": ("n1",), "nvidia-tesla-p4": ("n1",),
     "nvidia-l4": ("g2",), "nvidia-tesla-a100": ("a2",), "nvidia-a100-80gb": ("a2",),
     "nvidia-h100-80gb": ("a3",), "nvidia-h100-mega-80gb": ("a3",), "nvidia-h200-141gb": ("a3",),
     "nvidia-b200": ("a4",), "nvidia-rtx-pro-6000": ("g4",),
+}
+# The GPU model of each accelerator type, as GPU feature discovery labels it (modules/shared/gpus.py).
+ACCELERATOR_MODELS: dict[str, str] = {
+    "nvidia-tesla-t4": "Tesla-T4", "nvidia-tesla-v100": "Tesla-V100-SXM2-16GB", "nvidia-tesla-p4": "Tesla-P4",
+    "nvidia-l4": "NVIDIA-L4", "nvidia-tesla-a100": "NVIDIA-A100-SXM4-40GB", "nvidia-a100-80gb": "NVIDIA-A100-SXM4-80GB",
+    "nvidia-h100-80gb": "NVIDIA-H100-80GB-HBM3", "nvidia-h100-mega-80gb": "NVIDIA-H100-80GB-HBM3",
+    "nvidia-h200-141gb": "NVIDIA-H200", "nvidia-b200": "NVIDIA-B200",
+    "nvidia-rtx-pro-6000": "NVIDIA-RTX-PRO-6000-Blackwell-Server-Edition",
 }
 GPU_LABELS = {"nvidia.com/gpu.present": "true"}
 POOL_LABEL = "platform.cnai.dev/pool"
@@ -83,6 +87,8 @@ def capabilities(spec: PlatformSpec, requests: ClusterRequests) -> Capabilities:
         nodes=g.systemPool.min * zones,
         gpu_nodes=sum(p.max for p in pools) * zones,  # pool sizes are per zone
         gpus_per_node=pools[0].acceleratorCount if pools else 0,
+        gpu_models=tuple(sorted({ACCELERATOR_MODELS[p.acceleratorType] for p in pools})),
+        mig_config_labelled=True,  # the GPU pools carry nvidia.com/mig.config (resources.py)
         gpu_drivers_preinstalled=gke_driver,
         gpu_toolkit_preinstalled=False,
         gpu_node_selector=dict(GPU_LABELS),

@@ -29,6 +29,7 @@ from modules.clusters.gke.capabilities import (
     account_id,
 )
 from modules.shared.config import PlatformSpec
+from modules.shared.gpus import MIG_CONFIG_LABEL
 from modules.shared.profiles import PROFILES
 
 
@@ -132,12 +133,14 @@ class GkeCluster(pulumi.ComponentResource):
         self.gpu_pools: list[gcp.container.NodePool] = []
         driver = "DEFAULT" if g.gpuDriver == "gke" else "INSTALLATION_DISABLED"
         image = "COS_CONTAINERD" if g.gpuDriver == "gke" else "UBUNTU_CONTAINERD"
+        # With MIG, the config the operator's MIG manager applies when a node boots.
+        mig_config = {MIG_CONFIG_LABEL: caps.mig_profile} if caps.gpu_sharing == "mig" else {}
         for p in (g.gpuPools if spec.gpu.enabled else ()):
             accel = [{"type": p.acceleratorType, "count": p.acceleratorCount,
                       "gpu_driver_installation_config": {"gpu_driver_version": driver}}]
             self.gpu_pools.append(pool(
                 f"gpu-{p.name}", p, p.machineType,
-                {**GPU_LABELS, **NO_GKE_DEVICE_PLUGIN, POOL_LABEL: p.name, **p.labels}, accel,
+                {**GPU_LABELS, **NO_GKE_DEVICE_PLUGIN, POOL_LABEL: p.name, **mig_config, **p.labels}, accel,
                 [{"key": GPU_RESOURCE, "value": "present", "effect": "NO_SCHEDULE"}], image))
 
         # -- buckets and identities -------------------------------------------------------------

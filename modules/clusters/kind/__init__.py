@@ -27,7 +27,6 @@ from modules.shared.versions import VERSIONS
 
 HERE = Path(__file__).resolve().parent
 GPU_NODE_LABELS = {"nvidia.com/gpu.present": "true", "platform.cnai.dev/pool": "gpu"}
-GPU_PARTITIONING = False  # host GPUs are passed through: MIG needs control of the host driver
 
 
 def validate(spec: PlatformSpec, requests: ClusterRequests) -> None:
