@@ -6,11 +6,13 @@ PY := $(VENV)/bin/python
 STACK ?= kind
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint test plan bench up destroy smoke upstream-check image-feast clean
+.PHONY: help venv lint test plan bench up destroy smoke helm render upstream upstream-check image-feast clean
 
 help:
 	@echo "make test                 create .venv, install, lint (ruff), run the offline test suite"
 	@echo "make lint                 ruff: lint and import order (pyproject.toml)"
+	@echo "make render STACK=kind    helm template every release with the plan's values; validate, sum requests, list images"
+	@echo "make upstream             fetch the pinned charts and CRDs into .cache/upstream (for forks without ../shared)"
 	@echo "make plan STACK=kind      offline plan of stacks/Pulumi.STACK.yaml (no cluster, no CLI)"
 	@echo "make bench                requested CPU/memory, deploy waves and plan cost per stack"
 	@echo "make up STACK=kind        real deploy with the Pulumi CLI (checks pulumi/kind/docker first)"
@@ -29,8 +31,21 @@ venv: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
-test: lint
+test: lint helm
 	$(PY) -m pytest tests --ignore=tests/smoke -q
+
+HELM_BIN := .cache/bin/helm
+$(HELM_BIN): versions.yaml | $(STAMP)
+	$(PY) -m tools.helm_bin >/dev/null
+
+helm: $(HELM_BIN)
+
+render: $(STAMP) $(HELM_BIN)
+	$(PY) -m tools.render $(STACK) $(if $(CHARTS),--charts $(CHARTS)) --images .cache/images-$(STACK).txt
+
+upstream: $(STAMP) $(HELM_BIN)
+	$(PY) -m tools.upstream fetch $(if $(CHARTS),--charts $(CHARTS))
+	CNAI_UPSTREAM=.cache/upstream $(PY) -m tools.upstream check
 
 plan: $(STAMP)
 	$(PY) -m tools.plan $(STACK)

@@ -150,9 +150,10 @@ class Feast(Layer):
     def workloads(self) -> list[Workload]:
         cpu, mem, _ = _SERVER[self.profile.size]
         servers = 3 + (1 if self.options.ui else 0)
-        return [Workload("feast-operator", "10m", "64Mi"),
+        # The operator comes from its install manifest; it creates the servers from the FeatureStore.
+        return [Workload("feast-operator", "10m", "64Mi", rendered=False),
                 Workload(f"feast-{STORE}", f"{servers * int(cpu[:-1])}m", f"{servers * int(mem[:-2])}Mi",
-                         self.profile.replicas)]
+                         self.profile.replicas, rendered=False)]
 
     def outputs(self) -> dict[str, Any]:
         ns, store = self.namespace, self._store()

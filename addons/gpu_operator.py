@@ -173,5 +173,6 @@ class GpuOperator(Layer):
                Workload("nfd-worker", *sizes["nfd-worker"][:2],
                         count=self.caps.gpu_nodes if self.caps.gpu_nodes_labelled else self.caps.nodes)]
         if self.caps.gpu_nodes:
-            out += [Workload(p, *sizes[p][:2], count=self.caps.gpu_nodes) for p in self._operands()]
+            # The operator creates its operands from the ClusterPolicy.
+            out += [Workload(p, *sizes[p][:2], count=self.caps.gpu_nodes, rendered=False) for p in self._operands()]
         return out

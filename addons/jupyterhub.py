@@ -69,6 +69,10 @@ c.KubeSpawner.profile_list = _cnai_team_profiles
 """
 _HUB = {"small": ("50m", "256Mi", "1Gi"), "large": ("200m", "512Mi", "2Gi")}
 _PROXY = {"small": ("20m", "64Mi", "256Mi"), "large": ("100m", "128Mi", "512Mi")}
+# HA profiles only: the user scheduler (2 replicas) and the continuous image puller (a DaemonSet whose
+# one `prePuller.resources` goes on its pause container and every init container). The chart sets none.
+_USER_SCHEDULER = ("50m", "256Mi", "512Mi")
+_IMAGE_PULLER = ("10m", "16Mi", "64Mi")
 
 
 class Profile(Strict):
@@ -292,8 +296,10 @@ class JupyterHub(Layer):
             },
             "cull": {"enabled": True, "timeout": self.options.cullTimeout},
             # Image pre-pulling and placeholder pods cost a node's worth of pulls on small clusters.
-            "prePuller": {"hook": {"enabled": False}, "continuous": {"enabled": self.profile.ha}},
-            "scheduling": {"userScheduler": {"enabled": self.profile.ha}, "userPlaceholder": {"enabled": False}},
+            "prePuller": {"hook": {"enabled": False}, "continuous": {"enabled": self.profile.ha},
+                          "resources": resources(*_IMAGE_PULLER)},
+            "scheduling": {"userScheduler": {"enabled": self.profile.ha, "resources": resources(*_USER_SCHEDULER)},
+                           "userPlaceholder": {"enabled": False}},
         }
 
     def objects(self) -> list[KubeObject]:
@@ -335,7 +341,8 @@ class JupyterHub(Layer):
         hub, proxy = _HUB[self.profile.size], _PROXY[self.profile.size]
         out = [Workload("hub", hub[0], hub[1]), Workload("proxy", proxy[0], proxy[1])]
         if self.profile.ha:
-            out.append(Workload("user-scheduler", "50m", "256Mi", 2))
+            out += [Workload("user-scheduler", *_USER_SCHEDULER[:2], 2),
+                    Workload("continuous-image-puller", *_IMAGE_PULLER[:2], max(self.caps.nodes, 1))]
         return out
 
     def outputs(self) -> dict[str, Any]:

@@ -91,7 +91,8 @@ class Katib(Layer):
 
     def workloads(self) -> list[Workload]:
         # The standalone manifests set no requests; these are the pods it runs.
-        return [Workload(n, "0", "0") for n in ("katib-controller", "katib-db-manager", "katib-ui", "katib-mysql")]
+        return [Workload(n, "0", "0", rendered=False)
+                for n in ("katib-controller", "katib-db-manager", "katib-ui", "katib-mysql")]
 
     def outputs(self) -> dict[str, Any]:
         return {"ui": f"kubectl -n {self.namespace} port-forward svc/katib-ui 8081:80, then http://localhost:8081/katib/"}

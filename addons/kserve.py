@@ -46,6 +46,8 @@ MLSERVER_UID = 1000  # USER of the MLServer image
 SCRIPT = Path(__file__).parent / "assets" / "kserve-example-model.py"
 
 _CONTROLLER = {"small": ("50m", "128Mi", "300Mi"), "large": ("100m", "300Mi", "1Gi")}
+# The controller pod's kube-rbac-proxy sidecar (the chart's default asks for 100m / 300Mi).
+_RBAC_PROXY = {"small": ("10m", "32Mi", "64Mi"), "large": ("50m", "64Mi", "128Mi")}
 _PREDICTOR = {"small": ("100m", "512Mi", "1Gi"), "large": ("500m", "1Gi", "2Gi")}
 
 
@@ -149,6 +151,7 @@ class KServe(Layer):
                 },
                 "imagePullPolicy": "IfNotPresent",
                 "resources": resources(*_CONTROLLER[self.profile.size]),
+                "rbacProxy": {"resources": resources(*_RBAC_PROXY[self.profile.size])},
             },
             "localmodel": {"enabled": False},
         }}
@@ -312,14 +315,15 @@ class KServe(Layer):
 
     def workloads(self) -> list[Workload]:
         cpu, mem, _ = _CONTROLLER[self.profile.size]
-        out = [Workload("kserve-controller-manager", cpu, mem), Workload("kserve-rbac-proxy", "100m", "300Mi")]
+        out = [Workload("kserve-controller-manager", cpu, mem),
+               Workload("kserve-rbac-proxy", *_RBAC_PROXY[self.profile.size][:2])]
         if self.knative:
             op = _KNATIVE_OPERATOR[self.profile.size]
             out.append(Workload("knative-operator", op[0], op[1], 2))
-            out += [Workload(f"knative-{name}", *sizes[self.profile.size][:2], self.profile.replicas)
+            out += [Workload(f"knative-{name}", *sizes[self.profile.size][:2], self.profile.replicas, rendered=False)
                     for (name, _), sizes in _KNATIVE.items()]
         if self.options.example:
-            out.append(Workload(f"{EXAMPLE}-predictor", *_PREDICTOR[self.profile.size][:2]))
+            out.append(Workload(f"{EXAMPLE}-predictor", *_PREDICTOR[self.profile.size][:2], rendered=False))
         return out
 
     def outputs(self) -> dict[str, Any]:

@@ -182,20 +182,21 @@ class KubeflowPlatform(Layer):
         return out
 
     def workloads(self) -> list[Workload]:
-        # Requests as the distribution sets them; its web apps, Dex and oauth2-proxy set none. Each
+        # Requests as the distribution sets them (install manifests, not Helm releases: `rendered=False`); its
+        # web apps, Dex and oauth2-proxy set none. Each
         # injected pod adds an istio-proxy sidecar (10m/40Mi requested, 1Gi limit).
-        sidecar = [Workload(f"{n} istio-proxy", "10m", "40Mi") for n in (
+        sidecar = [Workload(f"{n} istio-proxy", "10m", "40Mi", rendered=False) for n in (
             "dashboard", "profiles", "jupyter-web-app", "volumes-web-app", "tensorboards-web-app",
             "notebook-controller", "tensorboard-controller", "pvcviewer-controller")]
         return [
-            Workload("istiod", "500m", "2Gi"),
-            Workload("istio-ingressgateway", "100m", "128Mi"),
-            Workload("istio-cni-node", "100m", "100Mi", count=max(self.caps.nodes, 1)),
-            Workload("pvcviewer-controller", "15m", "128Mi"),  # manager + kube-rbac-proxy
-            Workload("tensorboard-controller", "15m", "128Mi"),
-            *[Workload(n, "0", "0") for n in ("dex", "oauth2-proxy", "dashboard", "profiles", "poddefaults-webhook",
-                                              "jupyter-web-app", "volumes-web-app", "tensorboards-web-app",
-                                              "notebook-controller")],
+            Workload("istiod", "500m", "2Gi", rendered=False),
+            Workload("istio-ingressgateway", "100m", "128Mi", rendered=False),
+            Workload("istio-cni-node", "100m", "100Mi", count=max(self.caps.nodes, 1), rendered=False),
+            Workload("pvcviewer-controller", "15m", "128Mi", rendered=False),  # manager + kube-rbac-proxy
+            Workload("tensorboard-controller", "15m", "128Mi", rendered=False),
+            *[Workload(n, "0", "0", rendered=False) for n in (
+                "dex", "oauth2-proxy", "dashboard", "profiles", "poddefaults-webhook", "jupyter-web-app",
+                "volumes-web-app", "tensorboards-web-app", "notebook-controller")],
             *sidecar,
         ]
 

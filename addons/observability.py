@@ -35,12 +35,23 @@ OTLP_GRPC, OTLP_HTTP = 4317, 4318
 ADMIN_SECRET = "grafana-admin"
 DASHBOARD_LABEL = "grafana_dashboard"
 
+# (cpu, memory, memory limit) per container. Every container the releases run sets requests: the charts
+# leave Grafana, its sidecars, kube-state-metrics, node-exporter and Prometheus' config reloader without.
 _SIZES = {
     "small": {"prometheus": ("100m", "256Mi", "2Gi"), "operator": ("20m", "64Mi", "256Mi"),
-               "retention": "1d", "storage": "5Gi", "collector": ("50m", "128Mi", "256Mi")},
+              "retention": "1d", "storage": "5Gi", "collector": ("50m", "128Mi", "256Mi"),
+              "grafana": ("50m", "128Mi", "512Mi"), "grafana-sidecar": ("10m", "64Mi", "128Mi"),
+              "kube-state-metrics": ("10m", "64Mi", "256Mi"), "node-exporter": ("10m", "32Mi", "128Mi"),
+              "config-reloader": ("10m", "32Mi", "64Mi"), "alertmanager": ("20m", "64Mi", "256Mi"),
+              "webhook-patch": ("10m", "32Mi", "64Mi")},
     "large": {"prometheus": ("500m", "2Gi", "8Gi"), "operator": ("100m", "128Mi", "512Mi"),
-                   "retention": "15d", "storage": "100Gi", "collector": ("200m", "512Mi", "1Gi")},
+              "retention": "15d", "storage": "100Gi", "collector": ("200m", "512Mi", "1Gi"),
+              "grafana": ("100m", "256Mi", "1Gi"), "grafana-sidecar": ("20m", "96Mi", "256Mi"),
+              "kube-state-metrics": ("50m", "128Mi", "512Mi"), "node-exporter": ("20m", "48Mi", "256Mi"),
+              "config-reloader": ("10m", "50Mi", "128Mi"), "alertmanager": ("50m", "128Mi", "512Mi"),
+              "webhook-patch": ("10m", "32Mi", "64Mi")},
 }
+GRAFANA_SIDECARS = 2  # dashboards and datasources (the parent chart turns both on)
 
 
 def _panel(title: str, expr: str, legend: str, unit: str, x: int, y: int) -> dict[str, Any]:
@@ -175,21 +186,33 @@ class Observability(Layer):
 
     def values(self) -> dict[str, Any]:
         size = _SIZES[self.profile.size]
-        alertmanager = self.options.alertmanager if self.options.alertmanager is not None else self.profile.ha
+        alertmanager = self._alertmanager()
         volume = {"volumeClaimTemplate": {"spec": {
             "accessModes": ["ReadWriteOnce"],
             "resources": {"requests": {"storage": self.options.storageSize or size["storage"]}}}}}
         return {
             "crds": {"enabled": True},
-            "alertmanager": {"enabled": alertmanager},
+            "alertmanager": {"enabled": alertmanager,
+                             **({"alertmanagerSpec": {"resources": resources(*size["alertmanager"])}}
+                                if alertmanager else {})},
             "grafana": {
                 "admin": {"existingSecret": ADMIN_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
+                "resources": resources(*size["grafana"]),
                 "sidecar": {"dashboards": {"enabled": True, "label": DASHBOARD_LABEL, "labelValue": "1",
-                                           "searchNamespace": "ALL"}},
+                                           "searchNamespace": "ALL"},
+                            "resources": resources(*size["grafana-sidecar"])},
                 # grafana.resources belongs to the grafana subchart, whose values are not among the
                 # pinned facts; Grafana keeps the subchart's default (no requests).
             },
-            "prometheusOperator": {"resources": resources(*size["operator"])},
+            "prometheusOperator": {
+                "resources": resources(*size["operator"]),
+                # Passed to the operator as flags for the config-reloader it adds to Prometheus and
+                # Alertmanager pods; left empty, the chart passes 0 and the reloader requests nothing.
+                "prometheusConfigReloader": {"resources": resources(*size["config-reloader"])},
+                "admissionWebhooks": {"patch": {"resources": resources(*size["webhook-patch"])}},
+            },
+            "kube-state-metrics": {"resources": resources(*size["kube-state-metrics"])},
+            "prometheus-node-exporter": {"resources": resources(*size["node-exporter"])},
             "prometheus": {"prometheusSpec": {
                 "retention": self.options.retention or size["retention"],
                 "resources": resources(*size["prometheus"]),
@@ -207,6 +230,9 @@ class Observability(Layer):
             "kubeProxy": {"enabled": False},
         }
 
+    def _alertmanager(self) -> bool:
+        return self.options.alertmanager if self.options.alertmanager is not None else self.profile.ha
+
     def objects(self) -> list[KubeObject]:
         ns, labels = self.namespace, dict(MANAGED_BY)
         admin = {"admin-user": "admin", "admin-password": Generated(self.name, "grafana-admin-password")}
@@ -220,8 +246,17 @@ class Observability(Layer):
 
     def workloads(self) -> list[Workload]:
         size = _SIZES[self.profile.size]
-        out = [Workload("prometheus", *size["prometheus"][:2]), Workload("prometheus-operator", *size["operator"][:2]),
-               Workload("grafana", "0", "0")]  # subchart default: no requests
+        out = [Workload("prometheus-operator", *size["operator"][:2]),
+               Workload("grafana", *size["grafana"][:2]),
+               Workload("grafana sidecars", *size["grafana-sidecar"][:2], GRAFANA_SIDECARS),
+               Workload("kube-state-metrics", *size["kube-state-metrics"][:2]),
+               Workload("node-exporter", *size["node-exporter"][:2], max(self.caps.nodes, 1)),
+               # The Prometheus Operator creates these from the custom resources the chart renders.
+               Workload("prometheus", *size["prometheus"][:2], rendered=False),
+               Workload("prometheus config-reloader", *size["config-reloader"][:2], rendered=False)]
+        if self._alertmanager():
+            out += [Workload("alertmanager", *size["alertmanager"][:2], rendered=False),
+                    Workload("alertmanager config-reloader", *size["config-reloader"][:2], rendered=False)]
         if self.options.otelCollector:
             out.append(Workload("otel-collector", *size["collector"][:2], self.profile.replicas))
         return out

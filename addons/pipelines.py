@@ -37,10 +37,11 @@ class Pipelines(Layer):
 
     def workloads(self) -> list[Workload]:
         # Requests of the release's manifests (platform-agnostic), summed from its Deployments.
-        return [Workload("ml-pipeline", "250m", "500Mi"), Workload("mysql", "100m", "800Mi"),
-                Workload("ml-pipeline-persistenceagent", "120m", "500Mi"),
-                Workload("workflow-controller", "100m", "500Mi"),
-                Workload("other pipelines pods", "104m", "826Mi")]
+        return [Workload("ml-pipeline", "250m", "500Mi", rendered=False),
+                Workload("mysql", "100m", "800Mi", rendered=False),
+                Workload("ml-pipeline-persistenceagent", "120m", "500Mi", rendered=False),
+                Workload("workflow-controller", "100m", "500Mi", rendered=False),
+                Workload("other pipelines pods", "104m", "826Mi", rendered=False)]
 
     def outputs(self) -> dict[str, Any]:
         return {"endpoint": self.endpoint,

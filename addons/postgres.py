@@ -182,7 +182,7 @@ class Postgres(Layer):
         size = _SIZES[self.profile.size]
         op, inst = size["operator"], size["instance"]
         out = [Workload("cnpg-operator", op[0], op[1], self.profile.replicas),
-               Workload(f"{CLUSTER}-instance", inst[0], inst[1], self.instances)]
+               Workload(f"{CLUSTER}-instance", inst[0], inst[1], self.instances, rendered=False)]
         if self.options.backups:
             out.append(Workload("barman-cloud-plugin", op[0], op[1]))
         return out

@@ -198,3 +198,23 @@ def test_team_namespaces_can_be_switched_off():
     assert v["hub"]["extraConfig"] == {} and "load_groups" not in v["hub"]["config"]["JupyterHub"]
     assert v["hub"]["networkPolicy"] == {}
     assert not [o for o in rec.objects() if o["metadata"]["name"] == "jupyterhub-spawner"]
+
+
+def test_ha_profiles_give_the_user_scheduler_and_image_puller_requests_and_count_them():
+    """z2jh 4.4.0 sets no requests for the user scheduler or the continuous image puller (one
+    `prePuller.resources` for its pause and init containers): production footprints counted a default the
+    chart no longer has."""
+    rec = evaluate("existing")
+    v = values_of(rec, "jupyterhub")
+    scheduler = v["scheduling"]["userScheduler"]["resources"]["requests"]
+    puller = v["prePuller"]["resources"]["requests"]
+    assert v["prePuller"]["continuous"]["enabled"] and v["scheduling"]["userScheduler"]["enabled"]
+    layer = next(x for x in rec.platform.layers if x.name == "jupyterhub")
+    pods = {w.name: w for w in layer.workloads()}
+    assert (pods["user-scheduler"].cpu, pods["user-scheduler"].memory, pods["user-scheduler"].count) == (
+        scheduler["cpu"], scheduler["memory"], 2)
+    assert (pods["continuous-image-puller"].cpu, pods["continuous-image-puller"].memory) == (
+        puller["cpu"], puller["memory"])
+    laptop = evaluate("kind")
+    assert {w.name for w in next(x for x in laptop.platform.layers if x.name == "jupyterhub").workloads()} == {
+        "hub", "proxy"}

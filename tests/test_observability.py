@@ -93,3 +93,32 @@ def test_mlflow_and_model_servers_are_scraped():
     knative = evaluate("kind", {"cnai:layers": {"kserve": {"deploymentMode": "Knative"}}})
     assert "ports" not in next(o for o in knative.objects()
                                if o["kind"] == "InferenceService")["spec"]["predictor"]["model"]
+
+
+def test_every_container_the_stack_runs_requests_cpu_and_memory():
+    """The charts leave these without requests (Grafana, its sidecars, kube-state-metrics, node-exporter,
+    the config reloader the operator adds to Prometheus): quotas and the laptop budget would not see them.
+    `make render` checks every container against the real charts; this pins the values that fix them."""
+    for stack in ("kind", "existing"):
+        v = values_of(evaluate(stack), "observability")
+        for path in (("grafana",), ("grafana", "sidecar"), ("kube-state-metrics",), ("prometheus-node-exporter",),
+                     ("prometheusOperator", "prometheusConfigReloader"),
+                     ("prometheusOperator", "admissionWebhooks", "patch")):
+            node = v
+            for part in path:
+                node = node[part]
+            assert set(node["resources"]["requests"]) == {"cpu", "memory"}, (stack, path)
+    prod = values_of(evaluate("existing"), "observability")
+    assert set(prod["alertmanager"]["alertmanagerSpec"]["resources"]["requests"]) == {"cpu", "memory"}
+
+
+def test_the_footprint_counts_what_the_values_request():
+    rec = evaluate("kind")
+    v = values_of(rec, "observability")
+    layer = next(x for x in rec.platform.layers if x.name == "observability")
+    pods = {w.name: w for w in layer.workloads()}
+    assert pods["grafana"].cpu == v["grafana"]["resources"]["requests"]["cpu"]
+    assert pods["grafana sidecars"].count == 2  # dashboards and datasources
+    assert pods["node-exporter"].count == rec.platform.caps.nodes  # a DaemonSet: one per node
+    assert pods["kube-state-metrics"].memory == v["kube-state-metrics"]["resources"]["requests"]["memory"]
+    assert not pods["prometheus"].rendered  # the operator creates it from the Prometheus resource

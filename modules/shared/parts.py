@@ -71,6 +71,9 @@ class Workload:
     cpu: str
     memory: str
     count: int = 1
+    # Pods the layer's Helm releases render (`make render` sums them and must agree); False for pods an
+    # operator, a custom resource or an install manifest creates.
+    rendered: bool = True
 
     @property
     def cpu_cores(self) -> Decimal:
