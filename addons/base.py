@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Iterator, Mapping, TypeVar
 from modules.clusters.contract import Capabilities, Request, WorkloadIdentity
 from modules.shared import k8s
 from modules.shared.config import ConfigError, LayerOptions, PlatformSpec, Team
-from modules.shared.labels import PLATFORM_LABEL
+from modules.shared.labels import PLATFORM_LABEL, POD_SECURITY_REASON
 from modules.shared.offers import TeamDirectory
 from modules.shared.parts import AfterScope, KubeObject, Release, Workload, deep_merge
 from modules.shared.profiles import PROFILES, Profile
@@ -218,10 +218,16 @@ class Layer:
             return None
         return self.platform_namespace(self.namespace, self.pod_security, self.namespace_labels())
 
-    def platform_namespace(self, name: str, level: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
-        """A namespace this layer owns: the platform label (team NetworkPolicies admit it) and the
-        Pod Security `level`, plus `labels`."""
-        return k8s.namespace(name, {PLATFORM_LABEL: self.name, **k8s.pod_security(level), **(labels or {})})
+    def platform_namespace(self, name: str, level: str, labels: dict[str, str] | None = None,
+                           reason: str = "") -> dict[str, Any]:
+        """A namespace this layer owns: the platform label (team NetworkPolicies admit it) and the Pod
+        Security `level`, plus `labels`; below `restricted`, the reason why (default: the layer's)."""
+        reason = reason or self.pod_security_reason
+        if level != "restricted" and not reason:
+            raise TypeError(f"layer {self.name}: namespace {name} runs {level} without a pod_security_reason")
+        annotations = {POD_SECURITY_REASON: reason} if level != "restricted" else None
+        return k8s.namespace(name, {PLATFORM_LABEL: self.name, **k8s.pod_security(level), **(labels or {})},
+                             annotations)
 
     def namespace_labels(self) -> dict[str, str]:
         """Extra labels of the layer's namespace (what other components select it by)."""

@@ -226,7 +226,9 @@ class KServe(Layer):
         if self.knative:
             # The operator's pods and Kourier's Envoy set no seccomp profile: baseline, not restricted.
             for ns in (KNATIVE_OPERATOR_NAMESPACE, KNATIVE_NAMESPACE):
-                out.append(KubeObject(self.platform_namespace(ns, "baseline"), phase="before-install"))
+                out.append(KubeObject(self.platform_namespace(
+                    ns, "baseline", reason="the Knative operator's pods and Kourier's Envoy set no seccomp profile"),
+                    phase="before-install"))
         if self.options.example:
             out.append(KubeObject(self.platform_namespace(EXAMPLE_NAMESPACE, "restricted")))
         for ns in self.serving_namespaces():

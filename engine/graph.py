@@ -5,7 +5,7 @@ from __future__ import annotations
 from addons.base import Layer
 from modules.shared import k8s
 from modules.shared.config import ConfigError, PlatformSpec
-from modules.shared.labels import PLATFORM_LABEL
+from modules.shared.labels import PLATFORM_LABEL, POD_SECURITY_REASON
 
 _LEVELS = ["privileged", "baseline", "restricted"]
 
@@ -60,8 +60,10 @@ def share_namespaces(layers: list[Layer]) -> None:
         labels: dict[str, str] = {}
         for layer in reversed(group):
             labels.update(layer.namespace_manifest()["metadata"]["labels"])
-        level = min((layer.pod_security for layer in group), key=_LEVELS.index)
+        loosest = min(group, key=lambda layer: _LEVELS.index(layer.pod_security))
+        level = loosest.pod_security
         labels.update({**k8s.pod_security(level), PLATFORM_LABEL: group[0].name})
-        merged = k8s.namespace(ns, labels)
+        reason = {POD_SECURITY_REASON: loosest.pod_security_reason} if level != "restricted" else None
+        merged = k8s.namespace(ns, labels, reason)
         for layer in group:
             layer.shared_namespace = merged

@@ -14,10 +14,7 @@ GPU = "nvidia.com/gpu"
 ENFORCE = "pod-security.kubernetes.io/enforce"
 TEAM_LABEL = "platform.cnai.dev/team"
 PLATFORM_LABEL = "platform.cnai.dev/part-of"
-# Layers whose namespaces may run below `restricted` (each layer documents why: docs/layers/*.md).
-BELOW_RESTRICTED = {"gpu-operator": "privileged", "observability": "privileged", "feast": "baseline",
-                    "jupyterhub": "baseline", "kserve": "baseline",
-                    "katib": "baseline", "pipelines": "baseline"}
+POD_SECURITY_REASON = "platform.cnai.dev/pod-security-reason"
 _EXACT_VERSION = re.compile(r"^v?\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$")
 _PINNED_REF = re.compile(r"(/v?\d+\.\d+\.\d+/|[?&]ref=v?\d+\.\d+\.\d+$)")
 
@@ -100,3 +97,62 @@ def containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
 def evaluate(resources: list[Res]) -> dict[str, list[Violation]]:
     """Every rule's violations (empty lists when the stack complies)."""
     return {r.name: r.check(resources) for r in RULES}
+
+
+_IMAGE_KEYS = re.compile(r"^(image|imageName|[a-z][A-Za-z]*Image)$")
+
+
+def image_refs(value: Any, path: str = "") -> Iterable[tuple[str, str]]:
+    """(path, image) for every image a structure names: `image`-like keys holding a reference, and
+    `repository` + `tag` pairs (a missing or empty tag leaves the chart's pinned default)."""
+    if isinstance(value, dict):
+        tag = value.get("tag")
+        # A repository and its tag in sibling keys (`repository`, or `image` as KServe's runtimes name it).
+        repo_key = next((k for k in ("repository", "image") if isinstance(value.get(k), str)), None)
+        if repo_key and isinstance(tag, str) and tag:
+            yield path, f"{value[repo_key]}:{tag}"
+        for k, v in value.items():
+            sub = f"{path}.{k}" if path else str(k)
+            if k == repo_key and isinstance(tag, str):
+                continue  # paired with its tag above (an empty tag leaves the chart's pinned default)
+            if _IMAGE_KEYS.match(str(k)) and isinstance(v, str) and v:
+                yield sub, v
+            else:
+                yield from image_refs(v, sub)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from image_refs(v, f"{path}[{i}]")
+
+
+def image_pinned(image: str) -> bool:
+    """A tag (not `latest`) or a digest."""
+    if "@sha256:" in image:
+        return True
+    name = image.rsplit("/", 1)[-1]
+    return ":" in name and not name.endswith(":latest")
+
+
+_CREDENTIAL_ENV = re.compile(r"(SECRET|PASSWORD|PASSWD|TOKEN)", re.I)
+_NOT_A_CREDENTIAL = re.compile(r"(_FILE|_PATH|_NAME|_URL|_ENDPOINT|_KEY_ID)$", re.I)
+
+
+def env_credentials(value: Any, path: str = "") -> Iterable[tuple[str, str]]:
+    """(path, name) for environment variables named like credentials that hold a literal value: `env`
+    lists of {name, value} and maps of NAME: value (chart `extraEnv`-style)."""
+    if isinstance(value, dict):
+        name, literal = value.get("name"), value.get("value")
+        if isinstance(name, str) and isinstance(literal, str) and literal and _credential_name(name):
+            yield path, name
+        for k, v in value.items():
+            sub = f"{path}.{k}" if path else str(k)
+            if isinstance(v, str) and v and str(k).isupper() and _credential_name(str(k)):
+                yield sub, str(k)
+            else:
+                yield from env_credentials(v, sub)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from env_credentials(v, f"{path}[{i}]")
+
+
+def _credential_name(name: str) -> bool:
+    return bool(_CREDENTIAL_ENV.search(name)) and not _NOT_A_CREDENTIAL.search(name)

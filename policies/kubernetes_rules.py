@@ -8,13 +8,15 @@ from typing import Any
 from framework import (
     _EXACT_VERSION,
     _PINNED_REF,
-    BELOW_RESTRICTED,
     ENFORCE,
     GPU,
-    PLATFORM_LABEL,
+    POD_SECURITY_REASON,
     RELEASE,
     TEAM_LABEL,
     containers,
+    env_credentials,
+    image_pinned,
+    image_refs,
     objects,
     of,
     pod_specs,
@@ -38,19 +40,24 @@ def manifests_pinned(rs):
             yield r.urn, f"{r.name}: {url} is not pinned to a release tag"
 
 
-@rule("images-pinned", "Images in objects the program creates carry a tag or digest, never `latest`.")
+@rule("images-pinned", "Images in objects the program creates, custom resources included, carry a tag or digest, "
+                       "never `latest`.")
 def images_pinned(rs):
     for obj in objects(rs):
-        for pod in pod_specs(obj):
-            for c in containers(pod):
-                image = c.get("image")
-                if image is None:
-                    continue
-                name = image.rsplit("/", 1)[-1]
-                if "@sha256:" in image:
-                    continue
-                if ":" not in name or name.endswith(":latest"):
-                    yield obj.urn, f"{obj.kind} {obj.meta.get('name')}: image {image!r} is not pinned"
+        if obj.kind in ("Secret", "ConfigMap"):
+            continue
+        for path, image in image_refs({k: v for k, v in obj.props.items() if k != "metadata"}):
+            if not image_pinned(image):
+                yield obj.urn, f"{obj.kind} {obj.meta.get('name')}: {path} image {image!r} is not pinned"
+
+
+@rule("values-images-pinned", "Images set in Helm values (image strings, repository and tag pairs, notebook "
+                              "profile images) carry a tag or digest, never `latest`.")
+def values_images_pinned(rs):
+    for r in of(rs, RELEASE):
+        for path, image in image_refs(r.props.get("values") or {}):
+            if not image_pinned(image):
+                yield r.urn, f"release {r.name}: values {path} image {image!r} is not pinned"
 
 
 # -- workloads -----------------------------------------------------------------------------------------
@@ -65,7 +72,8 @@ def gpu_limits(rs):
                     yield obj.urn, f"{obj.kind} {obj.meta.get('name')}: {GPU} requested without a limit"
 
 
-@rule("namespaces-pod-security", "Every namespace enforces Pod Security; below restricted only where documented.")
+@rule("namespaces-pod-security", "Every namespace enforces Pod Security; below restricted only with a reason "
+                                 "the namespace states (team namespaces run baseline).")
 def namespaces_pod_security(rs):
     for ns in objects(rs, "Namespace"):
         labels = ns.meta.get("labels") or {}
@@ -73,10 +81,10 @@ def namespaces_pod_security(rs):
         name = ns.meta.get("name")
         if level is None:
             yield ns.urn, f"namespace {name} has no {ENFORCE} label"
-        elif level == "privileged" and BELOW_RESTRICTED.get(labels.get(PLATFORM_LABEL)) != "privileged":
-            yield ns.urn, f"namespace {name} is privileged without a documented reason"
-        elif level == "baseline" and TEAM_LABEL not in labels and labels.get(PLATFORM_LABEL) not in BELOW_RESTRICTED:
-            yield ns.urn, f"namespace {name} runs at baseline without a documented reason"
+        elif level == "baseline" and TEAM_LABEL in labels:
+            continue
+        elif level != "restricted" and not (ns.meta.get("annotations") or {}).get(POD_SECURITY_REASON):
+            yield ns.urn, f"namespace {name} runs {level} without a {POD_SECURITY_REASON} annotation"
 
 
 @rule("no-load-balancers", "No Service of type LoadBalancer: the platform exposes nothing publicly by default.")
@@ -127,6 +135,19 @@ def credentials_in_secrets(rs):
             leaf = path.rsplit(".", 1)[-1]
             if suspicious.match(leaf) and isinstance(value, str) and value:
                 yield r.urn, f"release {r.name}: {path} holds a literal credential; use a Secret reference"
+
+
+@rule("env-credentials-in-secrets", "Environment variables named like credentials (*_PASSWORD, *_TOKEN, "
+                                    "*SECRET*) take their value from a Secret, in objects and in Helm values.")
+def env_credentials_in_secrets(rs):
+    for obj in objects(rs):
+        if obj.kind == "Secret":
+            continue
+        for path, name in env_credentials({k: v for k, v in obj.props.items() if k != "metadata"}):
+            yield obj.urn, f"{obj.kind} {obj.meta.get('name')}: {path} sets {name} to a literal; use a Secret"
+    for r in of(rs, RELEASE):
+        for path, name in env_credentials(r.props.get("values") or {}):
+            yield r.urn, f"release {r.name}: values {path} sets {name} to a literal; use a Secret reference"
 
 
 # -- cloud -----------------------------------------------------------------------------------------------

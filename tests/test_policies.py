@@ -79,6 +79,16 @@ def _break_credentials(rs):
          "mlflow").props["values"]["backendStore"]["postgres"]["password"] = "hunter2"
 
 
+def _break_values_image(rs):
+    find(rs, "kubernetes:helm.sh/v3:Release", "kueue").props["values"]["controllerManager"]["manager"]["image"][
+        "tag"] = "latest"
+
+
+def _break_env_credential(rs):
+    values = find(rs, "kubernetes:helm.sh/v3:Release", "jupyterhub").props["values"]
+    values["singleuser"]["extraEnv"]["HF_TOKEN"] = "hf_not_a_real_token"
+
+
 def _drop(type_):
     def breaker(rs):
         rs.remove(next(r for r in rs if r.type == type_))
@@ -123,6 +133,8 @@ BROKEN = {
     "no-load-balancers": ("kind", _break_lb),
     "teams-isolated": ("kind", _break_team),
     "credentials-in-secrets": ("kind", _break_credentials),
+    "values-images-pinned": ("kind", _break_values_image),
+    "env-credentials-in-secrets": ("kind", _break_env_credential),
     "s3-encrypted": ("eks",
                      _drop("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")),
     "s3-versioned": ("eks", _drop("aws:s3/bucketVersioning:BucketVersioning")),
@@ -150,3 +162,34 @@ def test_rule_fires_on_its_broken_fixture(rule):
     assert results[rule], f"{rule} did not fire"
     others = {name for name, v in results.items() if v and name != rule}
     assert not others, f"breaking {rule} also tripped {others}"
+
+
+@pytest.mark.parametrize("breaker,rule", [
+    # A custom resource's image (the FeatureStore's feature server), not only pods the program creates.
+    (lambda rs: find(rs, "kubernetes:feast.dev/v1:FeatureStore").props["spec"]["services"]["onlineStore"][
+        "server"].__setitem__("image", "quay.io/feastdev/feature-server:latest"), "images-pinned"),
+    # A notebook profile's image in JupyterHub's values.
+    (lambda rs: find(rs, "kubernetes:helm.sh/v3:Release", "jupyterhub").props["values"]["singleuser"][
+        "profileList"][0]["kubespawner_override"].__setitem__("image", "jupyter/scipy-notebook"),
+     "values-images-pinned"),
+    # An env list in an object the program creates.
+    (lambda rs: find(rs, "kubernetes:batch/v1:Job").props["spec"]["template"]["spec"]["containers"][0][
+        "env"].append({"name": "AWS_SECRET_ACCESS_KEY", "value": "abc"}), "env-credentials-in-secrets"),
+    # A chart's env map (MLflow's extraEnvVars).
+    (lambda rs: find(rs, "kubernetes:helm.sh/v3:Release", "mlflow").props["values"]["extraEnvVars"].__setitem__(
+        "DB_PASSWORD", "hunter2"), "env-credentials-in-secrets"),
+])
+def test_the_new_checks_fire_on_their_own_fixtures(breaker, rule):
+    rs = copy.deepcopy(resources("kind"))
+    breaker(rs)
+    results = run_rules(rs)
+    assert results[rule] and not {n for n, v in results.items() if v and n != rule}
+
+
+def test_identifiers_and_secret_references_are_not_credentials():
+    from framework import env_credentials
+
+    ok = {"env": [{"name": "AWS_ACCESS_KEY_ID", "value": "cnai-mlflow"},
+                  {"name": "OAUTH_CLIENT_SECRET", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+                  {"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": "/var/run/token"}]}
+    assert list(env_credentials(ok)) == []

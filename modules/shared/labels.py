@@ -5,6 +5,8 @@ from __future__ import annotations
 # Namespaces the platform manages carry this label; team NetworkPolicies admit traffic from them.
 PLATFORM_LABEL = "platform.cnai.dev/part-of"
 TEAM_LABEL = "platform.cnai.dev/team"
+# Why a platform namespace enforces less than Pod Security `restricted` (the policy pack requires one).
+POD_SECURITY_REASON = "platform.cnai.dev/pod-security-reason"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "cnai"}
 
 # Kueue: the label a workload names its LocalQueue with, the label of namespaces that may submit to
