@@ -33,7 +33,7 @@ from modules.shared.config import ConfigError, DnsLabel, LayerOptions, Quantity,
 from modules.shared.k8s import resources, secret
 from modules.shared.labels import MANAGED_BY, PLATFORM_LABEL, TEAM_LABEL
 from modules.shared.markers import Generated
-from modules.shared.offers import BucketStore, FeatureClient, PipelinesApi, Queueing, Tracking
+from modules.shared.offers import BucketStore, FeatureClient, Metrics, PipelinesApi, Queueing, Tracking
 from modules.shared.parts import KubeObject, Workload
 
 FEAST_CONFIG = "feast-client"
@@ -213,6 +213,13 @@ class JupyterHub(Layer):
         pipelines = self.peers.get(PipelinesApi)
         if pipelines:
             env["KF_PIPELINES_ENDPOINT"] = pipelines.endpoint
+        metrics = self.peers.get(Metrics)
+        if metrics is not None and metrics.otlp_endpoint:
+            # OpenTelemetry SDKs (and MLflow tracing) export to the platform's collector over gRPC.
+            env |= {"OTEL_EXPORTER_OTLP_ENDPOINT": metrics.otlp_endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+                    "OTEL_SERVICE_NAME": "jupyter-notebook"}
+            if tracking:  # MLflow sends traces to OTLP instead of its server unless told to do both
+                env["MLFLOW_TRACE_ENABLE_OTLP_DUAL_EXPORT"] = "true"
         return env
 
     def _auth(self) -> tuple[dict[str, Any], dict[str, Any]]:

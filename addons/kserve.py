@@ -166,7 +166,9 @@ class KServe(Layer):
     def _runtime_values(self) -> dict[str, Any]:
         # The chart's MLServer tag (1.5.0) lags the release manifests (1.7.1), which serve MLflow models.
         image, tag = VERSIONS.images["mlserver"].rsplit(":", 1)
-        return {"kserve": {"servingruntime": {"enabled": True, "mlserver": {"image": image, "tag": tag}},
+        vllm, vllm_tag = VERSIONS.images["vllm"].rsplit(":", 1)  # the chart's default tag is `latest`
+        return {"kserve": {"servingruntime": {"enabled": True, "mlserver": {"image": image, "tag": tag},
+                                              "vllmserver": {"image": vllm, "tag": vllm_tag}},
                            "llmisvcConfigs": {"enabled": False}}}
 
     # -- metrics ---------------------------------------------------------------------------------
@@ -287,6 +289,7 @@ class KServe(Layer):
                     "runtime": "kserve-mlserver",
                     "storageUri": store.url("mlflow", EXAMPLE_MODEL_PATH),
                     "resources": resources(*_PREDICTOR[self.profile.size]),
+                    **({"env": [{"name": "MLSERVER_TRACING_SERVER", "value": self._otlp}]} if self._otlp else {}),
                     # The first port is the one KServe's Service targets; MLServer serves metrics on 8082.
                     **({"ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"},
                                   {"name": "metrics", "containerPort": MLSERVER_METRICS_PORT, "protocol": "TCP"}]}
@@ -308,6 +311,12 @@ class KServe(Layer):
             # Served once the model exists (the Job is awaited until it completes).
             KubeObject(isvc, phase="after-all", wait_for=(ref(job), ref(sa))),
         ]
+
+    @property
+    def _otlp(self) -> str | None:
+        """MLServer exports a span per request over OTLP gRPC when the collector runs (settings.tracing_server)."""
+        metrics = self.peers.get(Metrics)
+        return metrics.otlp_endpoint if metrics is not None else None
 
     def _example_annotations(self) -> dict[str, str]:
         if self.knative:  # Knative's autoscaler; keep one replica so the smoke test needs no cold start

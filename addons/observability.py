@@ -174,11 +174,14 @@ class Observability(Layer):
                       "metrics": {"enabled": True}},
             "serviceMonitor": {"enabled": True},
             "config": {
-                "exporters": {"otlp_http/prometheus": {
-                    "metrics_endpoint": f"{self.prometheus_url}/api/v1/otlp/v1/metrics", "tls": {"insecure": True}}},
+                "exporters": {
+                    "otlp_http/prometheus": {
+                        "metrics_endpoint": f"{self.prometheus_url}/api/v1/otlp/v1/metrics", "tls": {"insecure": True}},
+                    # Every span in the collector's log (kubectl logs): where a user sees traces without a backend.
+                    "debug/traces": {"verbosity": "detailed"}},
                 "service": {"pipelines": {
                     "metrics": pipeline(["otlp_http/prometheus"]),
-                    "traces": pipeline(["debug"]),
+                    "traces": pipeline(["debug/traces"]),
                     "logs": pipeline(["debug"]),
                 }},
             },

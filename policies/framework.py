@@ -99,7 +99,7 @@ def evaluate(resources: list[Res]) -> dict[str, list[Violation]]:
     return {r.name: r.check(resources) for r in RULES}
 
 
-_IMAGE_KEYS = re.compile(r"^(image|imageName|[a-z][A-Za-z]*Image)$")
+IMAGE_KEYS = re.compile(r"^(image|imageName|[a-z][A-Za-z]*Image)$")
 
 
 def image_refs(value: Any, path: str = "") -> Iterable[tuple[str, str]]:
@@ -115,7 +115,7 @@ def image_refs(value: Any, path: str = "") -> Iterable[tuple[str, str]]:
             sub = f"{path}.{k}" if path else str(k)
             if k == repo_key and isinstance(tag, str):
                 continue  # paired with its tag above (an empty tag leaves the chart's pinned default)
-            if _IMAGE_KEYS.match(str(k)) and isinstance(v, str) and v:
+            if IMAGE_KEYS.match(str(k)) and isinstance(v, str) and v:
                 yield sub, v
             else:
                 yield from image_refs(v, sub)

@@ -11,6 +11,14 @@ def test_generated_tables_are_current():
     assert docs.main(["--check"]) == 0, "run `python -m tools.docs` and commit the result"
 
 
+def test_the_tools_table_states_every_pinned_tool_version():
+    from modules.shared.versions import VERSIONS
+
+    text = (ROOT / "docs" / "versions.md").read_text().split("## Tools", 1)[1].split("\n## ", 1)[0]
+    missing = [f"{k} {v}" for k, v in VERSIONS.tools.items() if f"`{v}`" not in text and v not in text]
+    assert not missing, f"docs/versions.md Tools table lacks {missing}"
+
+
 def test_every_layer_has_a_page_naming_its_config_keys():
     for name, cls in LAYERS.items():
         page = ROOT / "docs" / "layers" / f"{name}.md"

@@ -71,6 +71,30 @@ def test_otel_collector_sends_metrics_to_prometheus_over_otlp():
     assert values_of(kind, "observability")["prometheus"]["prometheusSpec"]["enableOTLPReceiver"] is False
 
 
+def test_notebooks_and_model_servers_send_traces_to_the_collector():
+    """With the collector on, notebooks' OpenTelemetry SDKs and MLflow tracing, and the example model server,
+    export to it; every span shows in the collector's log (its traces exporter is `detailed` debug)."""
+    rec = evaluate("kind", {"cnai:layers": {"observability": {"otelCollector": True}}})
+    endpoint = "http://otel-collector.monitoring.svc.cluster.local:4317"
+    env = values_of(rec, "jupyterhub")["singleuser"]["extraEnv"]
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == endpoint and env["OTEL_EXPORTER_OTLP_PROTOCOL"] == "grpc"
+    assert env["MLFLOW_TRACE_ENABLE_OTLP_DUAL_EXPORT"] == "true"  # MLflow's own trace view keeps its traces
+    isvc = next(o for o in rec.objects() if o["kind"] == "InferenceService")
+    assert isvc["spec"]["predictor"]["model"]["env"] == [{"name": "MLSERVER_TRACING_SERVER", "value": endpoint}]
+    collector = values_of(rec, "otel-collector")["config"]
+    assert collector["service"]["pipelines"]["traces"]["exporters"] == ["debug/traces"]
+    assert collector["exporters"]["debug/traces"] == {"verbosity": "detailed"}
+    # Without the collector, nothing points at an endpoint that does not exist.
+    off = evaluate("kind")
+    off_env = values_of(off, "jupyterhub")["singleuser"]["extraEnv"]
+    assert not any(k.startswith(("OTEL_", "MLFLOW_TRACE")) for k in off_env)
+    assert "env" not in next(o for o in off.objects() if o["kind"] == "InferenceService")["spec"]["predictor"]["model"]
+    no_mlflow = evaluate("kind", {"cnai:layers": {"observability": {"otelCollector": True},
+                                                  "mlflow": {"enabled": False}, "kserve": {"enabled": False}}})
+    env = values_of(no_mlflow, "jupyterhub")["singleuser"]["extraEnv"]
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" in env and "MLFLOW_TRACE_ENABLE_OTLP_DUAL_EXPORT" not in env
+
+
 def test_mlflow_and_model_servers_are_scraped():
     rec = evaluate("kind")
     v = values_of(rec, "mlflow")

@@ -4,6 +4,8 @@
     python -m tools.ci stack LAYER       # writes stacks/Pulumi.ci-LAYER.yaml, prints the stack name
     python -m tools.ci summary STACK     # markdown: requested resources per layer (job summary)
     python -m tools.ci feast-image STACK # the images/feast tag to build and load, or nothing
+    python -m tools.ci stacks            # JSON list of the stack files (the render workflow's matrix)
+    python -m tools.ci scan-matrix FILE… # JSON list of {image, slug}: the images `make render` listed, once each
 
 A layer's CI stack is the kind stack with only that layer, the layers it requires and `teams` (so
 per-team objects are exercised). Layers that schedule GPU work (kueue, jupyterhub, kserve, trainer)
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 
 import yaml
@@ -103,6 +106,14 @@ def feast_image(stack_name: str) -> str:
     return f"{CI_REGISTRY}/feast-feature-server:{tag}-fsspec"
 
 
+def scan_matrix(files: list[str]) -> list[dict[str, str]]:
+    """One entry per image across the stacks' image lists; `slug` names its SBOM artifact."""
+    from pathlib import Path
+
+    found = sorted({line.strip() for f in files for line in Path(f).read_text().splitlines() if line.strip()})
+    return [{"image": image, "slug": re.sub(r"[^A-Za-z0-9._-]+", "_", image.split("@")[0])[:100]} for image in found]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.ci")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -113,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("stack")
     f = sub.add_parser("feast-image")
     f.add_argument("stack")
+    sub.add_parser("stacks")
+    i = sub.add_parser("scan-matrix")
+    i.add_argument("files", nargs="+")
     args = ap.parse_args(argv)
     if args.cmd == "layers":
         print(json.dumps(layers()))
@@ -121,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"no kind CI job for layer {args.layer!r}; choose one of {', '.join(layers())}", file=sys.stderr)
             return 2
         print(stack(args.layer))
+    elif args.cmd == "stacks":
+        from tools.harness import stacks
+
+        print(json.dumps([name for name in stacks() if not name.startswith("ci-")]))
+    elif args.cmd == "scan-matrix":
+        print(json.dumps(scan_matrix(args.files)))
     elif args.cmd == "feast-image":
         print(feast_image(args.stack))
     else:

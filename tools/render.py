@@ -15,7 +15,10 @@ directories or `<chart>-<version>.tgz` files, else pulled with helm into .cache/
   CPU and memory;
 - per layer, what the releases render requests exactly what the plan's footprint says the layer's
   releases request (`Workload.rendered`), so `make bench` figures are what deploys;
-- every container image is listed (`--images FILE`: one per line, for the image scan).
+- every image is pinned (a tag other than `latest`, or a digest) and listed (`--images FILE`, one per line,
+  for the image scan): pod templates and the images custom resources name, of the releases and of the
+  objects the program creates directly. Serving-runtime images (a catalog: they run only when a model
+  selects the runtime) are listed apart.
 
 Exit code 1 on any problem, 2 on bad input. Helm comes from $HELM or `make helm` (tools/helm_bin.py).
 """
@@ -36,7 +39,18 @@ import yaml
 
 from modules.shared.config import ConfigError
 from modules.shared.versions import ROOT, VERSIONS, ChartSource
-from tools.rendered import LONG_RUNNING, crd_versions, images, missing_requests, pod_requests, pod_template, validate
+from policies.framework import image_refs
+from tools.rendered import (
+    LONG_RUNNING,
+    REFERENCE,
+    crd_versions,
+    missing_requests,
+    pod_requests,
+    pod_template,
+    stack_images,
+    unpinned,
+    validate,
+)
 
 CACHE = ROOT / ".cache" / "charts"
 
@@ -113,7 +127,10 @@ def render_stack(stack: str, charts: Path | None = None, only: list[str] | None 
     helm = helm or str(helm_bin.fetch())
     rec = run(stack)
     caps, version = rec.platform.caps, rec.spec.kubernetesVersion
-    releases = [r for r in rec.by_type("kubernetes:helm.sh/v3:Release") if not only or r.name in only]
+    every = rec.by_type("kubernetes:helm.sh/v3:Release")
+    releases = [r for r in every if not only or r.name in only]
+    # A layer with a release left out (--only) renders part of its footprint: no comparison.
+    partial = {rec.layer_of(r) for r in every if r not in releases}
     located = {r.name: locate(chart_source(r.inputs["chart"]), charts, helm) for r in releases}
 
     def render_all(api_versions: list[str]) -> list[Rendered]:
@@ -156,13 +173,19 @@ def render_stack(stack: str, charts: Path | None = None, only: list[str] | None 
         requests[name] = {
             "rendered": {"cpu_millicores": int(totals["cpu"] * 1000), "memory_mib": int(totals["memory"])},
             "plan": {"cpu_millicores": int(plan_cpu * 1000), "memory_mib": int(plan_mem)}}
-        if requests[name]["rendered"] != requests[name]["plan"]:
+        if name not in partial and requests[name]["rendered"] != requests[name]["plan"]:
             problems.append(f"{name}: the releases render {requests[name]['rendered']} but the plan's footprint "
                             f"says {requests[name]['plan']}")
+    runs, catalog = stack_images([o for r in rendered for o in r.objects] + rec.objects())
+    # Images that values name but no rendered object holds: notebook images JupyterHub spawns.
+    named = {ref for r in releases for _, ref in image_refs(normalize(r.inputs.get("values") or {}))
+             if REFERENCE.match(ref)}
+    runs = sorted(set(runs) | (named - set(catalog)))
+    problems += unpinned(runs + catalog)
     return {"stack": stack, "kubernetesVersion": version, "problems": problems, "requests": requests,
             "releases": [{"release": r.release, "layer": r.layer, "chart": r.chart, "objects": len(r.objects)}
                          for r in rendered],
-            "images": sorted(set().union(*(images(r.objects) for r in rendered)))}
+            "images": runs, "catalog_images": catalog}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         for layer, r in doc["requests"].items():
             print(f"{layer:<18} renders {r['rendered']['cpu_millicores']}m / {r['rendered']['memory_mib']}Mi, "
                   f"plan {r['plan']['cpu_millicores']}m / {r['plan']['memory_mib']}Mi")
-        print(f"{len(doc['images'])} images")
+        print(f"{len(doc['images'])} images run, {len(doc['catalog_images'])} more in serving runtimes")
         for p in doc["problems"]:
             print(f"problem: {p}")
     return 1 if doc["problems"] else 0

@@ -3,10 +3,12 @@ it runs and what they request, the images they pull (tools/render.py renders; th
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
-from typing import Any
+from typing import Any, Iterable
 
 from modules.shared.config import quantity
+from policies.framework import IMAGE_KEYS, image_pinned
 
 LONG_RUNNING = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Pod"}
 POD_HOLDERS = LONG_RUNNING | {"Job", "CronJob"}
@@ -127,3 +129,51 @@ def images(objects: list[dict[str, Any]]) -> set[str]:
             out.update(c["image"] for c in [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]
                        if c.get("image"))
     return out
+
+
+# An image reference (registry/name[:tag][@digest]), not a template or prose an image-like key holds.
+REFERENCE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*(@sha256:[0-9a-f]{64})?$")
+# Serving runtimes are a catalog: their images run only when a model selects the runtime.
+CATALOG = {"ClusterServingRuntime", "ServingRuntime"}
+
+
+def named_images(value: Any) -> Iterable[str]:
+    """Images a custom resource names: `image`-like keys, `repository` + `tag`, and the GPU operator's
+    `repository` + `image` + `version` triples; parts switched off (`enabled: false`) run nothing."""
+    if isinstance(value, dict):
+        if value.get("enabled") is False:
+            return
+        repo, image, version, tag = (value.get(k) for k in ("repository", "image", "version", "tag"))
+        used: set[str] = set()
+        if all(isinstance(x, str) and x for x in (repo, image, version)):
+            yield f"{repo}/{image}{'@' if version.startswith('sha256:') else ':'}{version}"
+            used = {"repository", "image", "version"}
+        elif isinstance(repo, str) and isinstance(tag, str) and tag:
+            yield f"{repo}:{tag}"
+            used = {"repository", "tag"}
+        for k, v in value.items():
+            if k in used:
+                continue
+            if IMAGE_KEYS.match(str(k)) and isinstance(v, str):
+                if REFERENCE.match(v):
+                    yield v
+            else:
+                yield from named_images(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from named_images(v)
+
+
+def stack_images(objects: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """(images the stack runs, images of the serving-runtime catalog): pod templates and the images
+    custom resources name (GPU operator operands, notebooks, jobs, databases)."""
+    runs, catalog = images(objects), set()
+    for obj in objects:
+        if obj["kind"] not in POD_HOLDERS:
+            spec = {k: v for k, v in obj.items() if k not in ("metadata", "apiVersion", "kind")}
+            (catalog if obj["kind"] in CATALOG else runs).update(named_images(spec))
+    return sorted(runs), sorted(catalog - runs)
+
+
+def unpinned(refs: Iterable[str]) -> list[str]:
+    return [f"image {i} is not pinned (a tag other than latest, or a digest)" for i in refs if not image_pinned(i)]
