@@ -12,7 +12,7 @@ A layer declares
   it with `self.peers.get(Interface)`; a layer never imports another layer's module;
 - what it needs from the platform: `databases` / `buckets` (the postgres and object-store layers
   create them), `service_accounts()` and `cluster_requests()` (handed to the cluster module),
-  `uses_queue` (its namespace gets a Kueue LocalQueue), `team_namespace(team)` (labels it needs on
+  `queue` (the Kueue ClusterQueue its namespace's pods queue in), `team_namespace(team)` (labels it needs on
   team namespaces);
 - `Options`: its config model (`cnai:layers.<name>`), a `LayerOptions` subclass;
 - builders: `values()` / `releases()`, `objects()`, `workloads()` (what its pods request, from the same
@@ -69,7 +69,8 @@ class Layer:
     extra_charts: ClassVar[tuple[str, ...]] = ()  # further charts `releases()` may install (docs, tests)
     manifests: ClassVar[tuple[str, ...]] = ()
     offers: ClassVar[tuple[type, ...]] = ()
-    uses_queue: ClassVar[bool] = False  # its pods queue through Kueue: its namespace gets a LocalQueue
+    # Its pods queue through Kueue in a ClusterQueue of this name; its namespace gets a LocalQueue.
+    queue: ClassVar[str] = ""
     databases: ClassVar[tuple[str, ...]] = ()  # PostgreSQL databases (one role each, same name)
     buckets: ClassVar[dict[str, str]] = {}  # object-store buckets it uses -> "rw" | "ro"
     Options: ClassVar[type[LayerOptions]] = LayerOptions

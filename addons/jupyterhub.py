@@ -30,6 +30,7 @@ from pydantic import Field
 
 from addons.base import Layer
 from modules.shared.config import ConfigError, DnsLabel, LayerOptions, Quantity, Strict
+from modules.shared.gpus import GPU_CLAIM_TEMPLATE
 from modules.shared.k8s import resources, secret
 from modules.shared.labels import MANAGED_BY, PLATFORM_LABEL, TEAM_LABEL
 from modules.shared.markers import Generated
@@ -82,6 +83,8 @@ class Profile(Strict):
     cpu: float = Field(1, gt=0, le=256, strict=False)
     memory: Quantity = "2Gi"
     gpus: int = Field(0, ge=0, le=16)
+    gpuResource: str = Field("", description="the GPU resource `gpus` counts, where the cluster advertises several "
+                                             "(MIG all-balanced: nvidia.com/mig-<profile>); default: the smallest")
     image: str = Field("", description="notebook image (default: the chart's pinned JupyterLab image)")
 
 
@@ -126,12 +129,12 @@ class JupyterHub(Layer):
     default_namespace = "jupyterhub"
     pod_security = "baseline"
     pod_security_reason = "user notebook images run arbitrary user code and images that do not set seccomp"
-    uses_queue = True  # GPU notebooks wait in Kueue (pod integration) when the kueue layer is on
+    queue = "notebooks"  # GPU notebooks wait in Kueue (pod integration) when the kueue layer is on
     after = {"teams": "objects"}  # the spawner's Role and the Feast client config in each team namespace
 
     def namespace_labels(self) -> dict[str, str]:
         queueing = self.peers.get(Queueing)
-        return queueing.queue_namespace_labels() if queueing else {}
+        return queueing.queue_namespace_labels(self.queue) if queueing else {}
 
     def validate(self) -> None:
         opts, spec = self.options, self.spec
@@ -145,6 +148,10 @@ class JupyterHub(Layer):
             if p.gpus and not spec.gpu.enabled:
                 raise ConfigError(f"cnai:layers.jupyterhub.profiles[{i}].gpus: {p.gpus} GPU(s) but cnai:gpu.enabled "
                                   "is false")
+            known = sorted(self.caps.gpu_resources())
+            if p.gpuResource and p.gpuResource not in known:
+                raise ConfigError(f"cnai:layers.jupyterhub.profiles[{i}].gpuResource: the cluster advertises no "
+                                  f"{p.gpuResource}; its GPU resources: {', '.join(known) or 'none'}")
         slugs = [p.slug for p in opts.profiles or ()]
         dup = next((s for s in slugs if slugs.count(s) > 1), None)
         if dup:
@@ -160,17 +167,23 @@ class JupyterHub(Layer):
             return list(self.options.profiles)
         out = [Profile(slug="cpu-small", displayName="CPU: small", description="1 CPU, 2 GiB", cpu=1, memory="2Gi"),
                Profile(slug="cpu-large", displayName="CPU: large", description="4 CPUs, 16 GiB", cpu=4, memory="16Gi")]
-        if self.caps.gpus and self.caps.gpu_sharing == "mig":
-            mig = self.caps.mig_profile.removeprefix("all-")
-            out.append(Profile(slug="gpu", displayName=f"GPU: 1 MIG slice ({mig})",
-                               description=f"4 CPUs, 16 GiB, one {mig} MIG instance of a GPU", cpu=4, memory="16Gi",
-                               gpus=1))
-        elif self.caps.gpus:
+        c = self.caps
+        if c.gpus and c.gpu_sharing == "mig":
+            # One profile per MIG resource the nodes advertise (several with the mixed strategy's all-balanced).
+            for resource in sorted(c.gpu_resources(), key=lambda r: r != c.gpu_resource):
+                mig = (resource.removeprefix("nvidia.com/mig-") if c.mig_strategy == "mixed"
+                       else c.mig_profile.removeprefix("all-"))
+                slug = "gpu" if resource == c.gpu_resource else f"gpu-{mig.replace('.', '-')}"
+                out.append(Profile(slug=slug, displayName=f"GPU: 1 MIG slice ({mig})",
+                                   description=f"4 CPUs, 16 GiB, one {mig} MIG instance of a GPU", cpu=4,
+                                   memory="16Gi", gpus=1, gpuResource=resource))
+        elif c.gpus:
             out.append(Profile(slug="gpu", displayName="GPU: 1 GPU", description="4 CPUs, 16 GiB, one GPU",
                                cpu=4, memory="16Gi", gpus=1))
-        if self.caps.gpu_sharing == "time-slicing":
+        if c.gpu_sharing in ("time-slicing", "mps"):
+            kind = "time-slices" if c.gpu_sharing == "time-slicing" else "MPS shares"
             out.append(Profile(slug="gpu-shared", displayName="GPU: shared slice",
-                               description=f"2 CPUs, 8 GiB, one of {self.caps.gpu_replicas} time-slices of a GPU",
+                               description=f"2 CPUs, 8 GiB, one of {c.gpu_replicas} {kind} of a GPU",
                                cpu=2, memory="8Gi", gpus=1))
         return out
 
@@ -181,9 +194,20 @@ class JupyterHub(Layer):
         }
         if p.image:
             override["image"] = p.image
+        if p.gpus and self.caps.gpu_allocation == "dra":
+            # DRA: the GPU comes from a claim on the namespace's ResourceClaimTemplate (the gpu-operator layer
+            # creates it). KubeSpawner sets the container's resources whole, so they are restated with the claim.
+            claims = [f"gpu-{i}" for i in range(p.gpus)]  # one claim (one GPU) per GPU from the template
+            override["extra_pod_config"] = {"resourceClaims": [
+                {"name": c, "resourceClaimTemplateName": GPU_CLAIM_TEMPLATE} for c in claims]}
+            override["extra_container_config"] = {"resources": {
+                "requests": {"cpu": f"{override['cpu_guarantee']:g}", "memory": p.memory},
+                "limits": {"cpu": f"{p.cpu:g}", "memory": p.memory},
+                "claims": [{"name": c} for c in claims]}}
         if p.gpus:
-            # One GPU, or one MIG slice: the resource the device plugin advertises for the sharing mode.
-            override["extra_resource_limits"] = {self.caps.gpu_resource: str(p.gpus)}
+            if self.caps.gpu_allocation != "dra":
+                # One GPU, or one MIG slice: the resource the device plugin advertises for the sharing mode.
+                override["extra_resource_limits"] = {p.gpuResource or self.caps.gpu_resource: str(p.gpus)}
             override["node_selector"] = dict(self.caps.gpu_node_selector)
             override["tolerations"] = [dict(t) for t in self.caps.gpu_tolerations]
             # PyTorch data loaders need more shared memory than the container default.

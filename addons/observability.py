@@ -82,13 +82,25 @@ DASHBOARDS = {
                "short", 0, 0),
         _panel("Admitted active workloads", "sum by (cluster_queue) (kueue_admitted_active_workloads)",
                "{{cluster_queue}}", "short", 12, 0),
-        _panel("GPU quota used",
-               'sum by (cluster_queue) (kueue_cluster_queue_resource_usage{resource="nvidia.com/gpu"})',
-               "{{cluster_queue}}", "short", 0, 8),
+        # Quota metrics need the kueue layer's metrics.enableClusterQueueResources (it sets it).
+        _panel("GPUs used (above the guarantee: borrowed)",
+               'sum by (cluster_queue, resource) (kueue_cluster_queue_resource_usage{resource=~"nvidia.com/.*"})',
+               "{{cluster_queue}} {{resource}}", "short", 0, 8),
         _panel("Admission wait (p90)",
                "histogram_quantile(0.9, sum by (le, cluster_queue) "
                "(rate(kueue_admission_wait_time_seconds_bucket[10m])))",
                "{{cluster_queue}}", "s", 12, 8),
+        _panel("GPUs guaranteed (nominal quota)",
+               'sum by (cluster_queue, resource) (kueue_cluster_queue_nominal_quota{resource=~"nvidia.com/.*"})',
+               "{{cluster_queue}} {{resource}}", "short", 0, 16),
+        # Fair sharing: 0 at or below the guarantee; the queue with the lowest share gets idle capacity next.
+        _panel("Weighted share (fair sharing)", "max by (cluster_queue) (kueue_cluster_queue_weighted_share)",
+               "{{cluster_queue}}", "short", 12, 16),
+        _panel("Workloads preempted, by the queue that preempted (1h)", "sum by (preempting_cluster_queue, reason) "
+               "(increase(kueue_preempted_workloads_total[1h]))", "{{preempting_cluster_queue}} {{reason}}", "short",
+               0, 24),
+        _panel("Evicted workloads (1h)", "sum by (cluster_queue, reason) (increase(kueue_evicted_workloads_total[1h]))",
+               "{{cluster_queue}} {{reason}}", "short", 12, 24),
     ]),
     "cnai-platform": _dashboard("cnai-platform", "CNAI / Platform layers", [
         _panel("Available replicas by namespace", "sum by (namespace) (kube_deployment_status_replicas_available)",

@@ -17,9 +17,10 @@ from typing import Any
 
 from addons.base import Layer
 from modules.shared.config import ConfigError, Team
+from modules.shared.gpus import DRA_GPU_CLASS
 from modules.shared.k8s import namespace, pod_security
 from modules.shared.labels import MANAGED_BY, PLATFORM_LABEL, TEAM_LABEL
-from modules.shared.offers import TeamDirectory
+from modules.shared.offers import Queueing, TeamDirectory
 from modules.shared.parts import KubeObject
 
 _PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"]
@@ -42,15 +43,30 @@ class Teams(Layer):
             if team.name in seen:
                 raise ConfigError(f"cnai:teams[{i}].name: team {team.name!r} is declared twice; names must be unique")
             seen.add(team.name)
-            if team.quota.gpu and not spec.gpu.enabled:
+            if (team.quota.gpu or team.quota.gpuResources) and not spec.gpu.enabled:
                 raise ConfigError(f"cnai:teams[{i}].quota.gpu: {team.quota.gpu} GPU(s) requested but "
                                   "cnai:gpu.enabled is false; set the GPU quota to 0 or enable GPUs")
+            known = sorted(self.caps.gpu_resources())
+            unknown = sorted(set(team.quota.gpuResources) - set(known))
+            if unknown:
+                raise ConfigError(f"cnai:teams[{i}].quota.gpuResources: the cluster advertises no "
+                                  f"{', '.join(unknown)}; its GPU resources: {', '.join(known) or 'none'}")
+            if team.quota.gpu and self.caps.gpu_resource in team.quota.gpuResources:
+                raise ConfigError(f"cnai:teams[{i}].quota: gpu and gpuResources both set "
+                                  f"{self.caps.gpu_resource}; give it once")
 
     def objects(self) -> list[KubeObject]:
         out: list[KubeObject] = []
         for team in self.spec.teams:
             out += [KubeObject(m) for m in self.team_objects(team)]
         return out
+
+    def _gpu_quota_key(self, resource: str) -> str:
+        """The ResourceQuota key of a GPU resource: device-plugin resources by name; with DRA, devices of
+        NVIDIA's GPU DeviceClass (ResourceQuota counts claimed devices per class)."""
+        if self.caps.gpu_allocation == "dra":
+            return f"{DRA_GPU_CLASS}.deviceclass.resource.k8s.io/devices"
+        return f"requests.{resource}"
 
     def _peer_metadata(self, team: Team) -> tuple[dict[str, str], dict[str, str]]:
         """Labels and annotations other layers need on the team's namespace (`Layer.team_namespace`:
@@ -73,7 +89,16 @@ class Teams(Layer):
         q = team.quota
         peer_labels, peer_annotations = self._peer_metadata(team)
         hard = {"requests.cpu": q.cpu, "requests.memory": q.memory, "limits.memory": q.memory,
-                "pods": str(q.pods), "requests.storage": q.storage, f"requests.{self.caps.gpu_resource}": str(q.gpu)}
+                "pods": str(q.pods), "requests.storage": q.storage,
+                **{self._gpu_quota_key(r): str(n) for r, n in self.caps.gpu_quota(q).items()}}
+        queueing = self.peers.get(Queueing)
+        if queueing is not None:
+            # The namespace's ceiling is what the team's queue can hold with borrowing: Kueue decides who
+            # gets idle capacity; a lower ceiling would refuse borrowed capacity after Kueue admitted it.
+            ceiling = queueing.team_ceiling(team)
+            hard.update({"requests.cpu": ceiling["cpu"], "requests.memory": ceiling["memory"],
+                         "limits.memory": ceiling["memory"]})
+            hard.update({self._gpu_quota_key(r): ceiling[r] for r in self.caps.gpu_quota(q)})
         p = self.profile
         objs: list[dict[str, Any]] = [
             namespace(ns, {TEAM_LABEL: team.name, **pod_security("baseline"), **peer_labels}, peer_annotations or None),

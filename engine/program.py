@@ -39,6 +39,12 @@ class Platform:
     def cluster_module(self) -> ModuleType:
         return CLUSTERS[self.spec.environment]
 
+    def enabled_layer(self, name: str) -> Layer | None:
+        return next((layer for layer in self.layers if layer.name == name), None)
+
+
+DRA_CHART = "dra-driver-nvidia-gpu"
+
 
 def load_spec(raw: dict[str, Any] | None = None, stack: str | None = None,
               secret_keys: list[str] | None = None) -> PlatformSpec:
@@ -64,7 +70,8 @@ def resolve(spec: PlatformSpec, caps: Capabilities | None = None) -> Platform:
     if caps is None:
         if hasattr(module, "validate"):
             module.validate(spec, requests)
-        caps = with_gpu_sharing(module.capabilities(spec, requests), spec.gpu, f"a {spec.environment} cluster")
+        caps = with_gpu_sharing(module.capabilities(spec, requests), spec.gpu, f"a {spec.environment} cluster",
+                                spec.kubernetesVersion)
     for layer in layers:
         layer.caps = caps
     share_namespaces(layers)
@@ -75,6 +82,11 @@ def check(platform: Platform) -> None:
     """Every layer's own checks, capabilities bound, before any resource exists; then every values
     builder runs (and may refuse), and the stack's chart value overrides are checked against the pinned
     charts (where the upstream copy is at hand; without it, a warning says they were not)."""
+    if platform.caps.gpu_allocation == "dra" and not any(
+            DRA_CHART in layer.chart_keys() for layer in platform.layers):
+        owners = [cls.name for cls in LAYERS.values() if DRA_CHART in cls.chart_keys()]
+        raise ConfigError(f"cnai:gpu.allocation: dra needs the {' or '.join(owners)} layer (it installs NVIDIA's DRA "
+                          "driver for GPUs)")
     for layer in platform.layers:
         layer.check_namespace()
         layer.validate()

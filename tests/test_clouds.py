@@ -235,10 +235,17 @@ def test_cloud_stacks_run_the_same_layers_as_kind():
 
 
 def test_kueue_gpu_quota_counts_the_pools_maximum():
+    """The GPUs the queues share are the pools' maximum: the team's guarantee plus the cohort's pool."""
     rec = evaluate("eks")
-    cq = next(o for o in rec.objects() if o["kind"] == "ClusterQueue")
-    gpu = [r for g in cq["spec"]["resourceGroups"] for f in g["flavors"] if f["name"] == "gpu" for r in f["resources"]]
-    assert gpu == [{"name": "nvidia.com/gpu", "nominalQuota": "2"}]  # 2 x g6.xlarge at max
+    assert rec.platform.caps.gpu_resources() == {"nvidia.com/gpu": 2}  # 2 x g6.xlarge at max
+    cohort = next(o for o in rec.objects() if o["kind"] == "Cohort")
+    team = next(o for o in rec.objects() if o["kind"] == "ClusterQueue" and o["metadata"]["name"] == "team-research")
+
+    def gpus(q):
+        return sum(int(r["nominalQuota"]) for g in q["spec"]["resourceGroups"] for f in g["flavors"]
+                   if f["name"] == "gpu" for r in f["resources"])
+
+    assert gpus(team) + gpus(cohort) == 2
 
 
 # -- bad cloud configs -----------------------------------------------------------------------------

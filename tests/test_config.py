@@ -24,7 +24,8 @@ BAD = [
     ({"cnai:gpu": {"enabled": "yes"}}, "cnai:gpu.enabled", "must be true or false"),
     ({"cnai:gpu": {"enabled": True, "sharing": {"mode": "time-slicing", "replicas": 1}}},
      "cnai:gpu.sharing.replicas", "must be at least 2"),
-    ({"cnai:gpu": {"enabled": True, "sharing": {"mode": "mps"}}}, "cnai:gpu.sharing.mode", "'time-slicing' or 'mig'"),
+    ({"cnai:gpu": {"enabled": True, "sharing": {"mode": "vgpu"}}}, "cnai:gpu.sharing.mode", "'mps' or 'mig'"),
+    ({"cnai:gpu": {"enabled": True, "allocation": "cdi"}}, "cnai:gpu.allocation", "'device-plugin' or 'dra'"),
     ({"cnai:gpu": {"enabled": False, "sharing": {"mode": "time-slicing"}}}, "cnai:gpu.sharing.mode",
      "needs cnai:gpu.enabled: true"),
     ({"cnai:gpu": {"enabled": True, "sharing": {"mode": "mig"}}}, "cnai:gpu.sharing.mode", "not supported on a kind"),
@@ -121,6 +122,7 @@ def test_project_defaults_match_the_config_model():
 
 
 def test_good_overrides_are_accepted():
-    rec = run("kind", {"cnai:teams": [{"name": "a", "quota": {"cpu": 8, "memory": "1Gi"}}]})
+    rec = run("kind", {"cnai:teams": [{"name": "a", "quota": {"cpu": 8, "memory": "1Gi"}}],
+                       "cnai:layers": {"kueue": {"enabled": False}}})
     quota = rec.get("kubernetes:core/v1:ResourceQuota", "resourcequota-team-a-team-quota").inputs
     assert quota["spec"]["hard"]["requests.cpu"] == "8"

@@ -81,7 +81,7 @@ IMPOSSIBLE = [
      "cnai:gpu.sharing.mode: Tesla-T4 GPUs (a gke cluster) have no MIG"),
     ("existing", {"cnai:gpu": {"enabled": True, "count": 8, "model": "NVIDIA-A100-SXM4-40GB",
                                "sharing": {"mode": "mig", "migProfile": "all-1g.20gb"}}},
-     "cnai:gpu.sharing.migProfile: NVIDIA-A100-SXM4-40GB has no 'all-1g.20gb'; its single-profile configs are "
+     "cnai:gpu.sharing.migProfile: NVIDIA-A100-SXM4-40GB has no 'all-1g.20gb'; its configs are "
      "all-1g.5gb, all-1g.10gb"),
     ("existing", {"cnai:gpu": {"enabled": True, "count": 8, "sharing": {"mode": "mig"}}},
      "cnai:gpu.model: MIG needs the GPU model the nodes carry"),
@@ -123,7 +123,7 @@ def test_existing_clusters_name_their_gpu_nodes_for_mig():
 def test_single_strategy_slices_are_nvidia_gpu_on_relabelled_nodes():
     rec = evaluate("existing")
     assert rec.platform.caps.gpu_resource == "nvidia.com/gpu"
-    flavor = objects_by_name(rec, "ResourceFlavor")["gpu"]["spec"]["nodeLabels"]
+    flavor = objects_by_name(rec, "ResourceFlavor")["mig-1g.10gb"]["spec"]["nodeLabels"]
     assert flavor["nvidia.com/gpu.product"] == "NVIDIA-A100-SXM4-80GB-MIG-1g.10gb"
     profile = next(p for p in values_of(rec, "jupyterhub")["singleuser"]["profileList"] if p["slug"] == "gpu")
     assert profile["kubespawner_override"]["extra_resource_limits"] == {"nvidia.com/gpu": "1"}
@@ -133,17 +133,57 @@ def test_single_strategy_slices_are_nvidia_gpu_on_relabelled_nodes():
 def test_mixed_strategy_asks_for_the_profile_resource_everywhere():
     rec = evaluate("existing", {"cnai:gpu": {"enabled": True, "count": 8, "model": "NVIDIA-H100-80GB-HBM3",
                                              "sharing": {"mode": "mig", "migStrategy": "mixed",
-                                                         "migProfile": "all-3g.40gb"}}})
+                                                         "migProfile": "all-3g.40gb"}},
+                                "cnai:layers": {"kueue": {"overcommit": True}}})
     resource = "nvidia.com/mig-3g.40gb"
-    cq = objects_by_name(rec, "ClusterQueue")["platform"]["spec"]["resourceGroups"][1]
-    assert cq["flavors"][0]["resources"] == [{"name": resource, "nominalQuota": "32"}]  # 2 nodes x 8 x 2
+    cohort = objects_by_name(rec, "Cohort")["cnai"]["spec"]["resourceGroups"][1]
+    assert cohort["coveredResources"] == [resource] and cohort["flavors"][0]["name"] == "mig-3g.40gb"
+    team = objects_by_name(rec, "ClusterQueue")["team-vision"]["spec"]["resourceGroups"][1]
+    assert team["flavors"][0]["resources"][0]["name"] == resource
     # The mixed strategy keeps the product label as it is.
-    assert objects_by_name(rec, "ResourceFlavor")["gpu"]["spec"]["nodeLabels"]["nvidia.com/gpu.product"] == \
+    assert objects_by_name(rec, "ResourceFlavor")["mig-3g.40gb"]["spec"]["nodeLabels"]["nvidia.com/gpu.product"] == \
         "NVIDIA-H100-80GB-HBM3"
     profile = next(p for p in values_of(rec, "jupyterhub")["singleuser"]["profileList"] if p["slug"] == "gpu")
     assert profile["kubespawner_override"]["extra_resource_limits"] == {resource: "1"}
     quota = objects_by_name(rec, "ResourceQuota")["team-quota"]["spec"]["hard"]
     assert f"requests.{resource}" in quota and "requests.nvidia.com/gpu" not in quota
+
+
+def test_balanced_mig_gives_a_flavor_profile_and_quota_per_slice_size():
+    """`all-balanced` under the mixed strategy: 2x1g.10gb + 2g.20gb + 3g.40gb per 80GB GPU, each its own resource,
+    flavor and notebook profile; teams give quota per resource."""
+    rec = evaluate("existing", {
+        "cnai:gpu": {"enabled": True, "count": 8, "model": "NVIDIA-A100-SXM4-80GB",
+                     "sharing": {"mode": "mig", "migStrategy": "mixed", "migProfile": "all-balanced"}},
+        "cnai:teams": [{"name": "vision", "owner": "v@example.com",
+                        "quota": {"gpuResources": {"nvidia.com/mig-3g.40gb": 4, "nvidia.com/mig-1g.10gb": 8}}}]})
+    caps = rec.platform.caps
+    assert caps.gpu_resources() == {"nvidia.com/mig-1g.10gb": 32, "nvidia.com/mig-2g.20gb": 16,
+                                    "nvidia.com/mig-3g.40gb": 16}  # 2 nodes x 8 GPUs x (2, 1, 1)
+    assert caps.gpu_resource == "nvidia.com/mig-1g.10gb"  # the smallest slice is the default
+    flavors = set(objects_by_name(rec, "ResourceFlavor"))
+    assert {"mig-1g.10gb", "mig-2g.20gb", "mig-3g.40gb"} <= flavors
+    team = objects_by_name(rec, "ClusterQueue")["team-vision"]["spec"]["resourceGroups"]
+    nominal = {g["coveredResources"][0]: g["flavors"][0]["resources"][0]["nominalQuota"] for g in team[1:]}
+    assert nominal == {"nvidia.com/mig-1g.10gb": "8", "nvidia.com/mig-2g.20gb": "0", "nvidia.com/mig-3g.40gb": "4"}
+    slugs = {p["slug"]: p for p in values_of(rec, "jupyterhub")["singleuser"]["profileList"]}
+    assert slugs["gpu-3g-40gb"]["kubespawner_override"]["extra_resource_limits"] == {"nvidia.com/mig-3g.40gb": "1"}
+    assert slugs["gpu"]["kubespawner_override"]["extra_resource_limits"] == {"nvidia.com/mig-1g.10gb": "1"}
+    with pytest.raises(ConfigError, match="^cnai:gpu.sharing.migProfile: all-balanced creates several profiles"):
+        run("existing", {"cnai:gpu": {"enabled": True, "count": 8, "model": "NVIDIA-A100-SXM4-80GB",
+                                      "sharing": {"mode": "mig", "migProfile": "all-balanced"}}})
+    with pytest.raises(ConfigError, match=r"^cnai:teams\[0\].quota.gpuResources: the cluster advertises no "
+                                          "nvidia.com/mig-7g.80gb"):
+        run("existing", {"cnai:gpu": {"enabled": True, "count": 8, "model": "NVIDIA-A100-SXM4-80GB",
+                                      "sharing": {"mode": "mig", "migStrategy": "mixed", "migProfile": "all-balanced"}},
+                         "cnai:teams": [{"name": "a", "owner": "a@example.com",
+                                         "quota": {"gpuResources": {"nvidia.com/mig-7g.80gb": 1}}}]})
+
+
+def test_balanced_layouts_follow_mig_parted():
+    assert gpus.mig_layout(("NVIDIA-A100-SXM4-40GB",), "all-balanced") == {"1g.5gb": 2, "2g.10gb": 1, "3g.20gb": 1}
+    assert gpus.mig_layout(("NVIDIA-H100-80GB-HBM3",), "all-balanced") == {"1g.10gb": 2, "2g.20gb": 1, "3g.40gb": 1}
+    assert gpus.mig_layout(("NVIDIA-A30",), "all-balanced") == {"1g.6gb": 2, "2g.12gb": 1}  # a 4-slice GPU
 
 
 def test_slices_come_from_the_model_table():

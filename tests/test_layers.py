@@ -42,8 +42,10 @@ def test_independent_layers_do_not_wait_for_each_other(recording):
 
 def test_kueue_objects_wait_for_their_crds_and_team_namespaces(recording):
     rec = recording
-    cq = rec.get("kubernetes:kueue.x-k8s.io/v1beta2:ClusterQueue", "clusterqueue-platform")
-    assert f"{RELEASE}::kueue" in deps(rec, cq)
+    queues = rec.by_type("kubernetes:kueue.x-k8s.io/v1beta2:ClusterQueue")
+    assert queues
+    for cq in queues + rec.by_type("kubernetes:kueue.x-k8s.io/v1beta2:Cohort"):
+        assert f"{RELEASE}::kueue" in deps(rec, cq)
     for lq in rec.by_type("kubernetes:kueue.x-k8s.io/v1beta2:LocalQueue"):
         ns = lq.inputs["metadata"]["namespace"]
         assert {f"{RELEASE}::kueue", f"{NS}::namespace-{ns}"} <= deps(rec, lq)
@@ -99,18 +101,18 @@ def test_gpu_operator_on_kind_keeps_the_passed_through_driver_and_toolkit():
     assert v["driver"]["enabled"] is False and v["toolkit"]["enabled"] is False
     # NFD only on the labelled GPU worker: every kind node sees the host PCI bus.
     assert v["node-feature-discovery"]["worker"]["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
-    assert v["devicePlugin"]["config"] == {"create": False, "name": "time-slicing-config", "default": "any"}
+    assert v["devicePlugin"]["config"] == {"create": False, "name": "device-plugin-config", "default": "any"}
     assert v["migManager"]["enabled"] is False
 
 
 def test_time_slicing_config_map_is_created_before_the_release():
     rec = evaluate("kind-gpu")
-    cm = rec.get("kubernetes:core/v1:ConfigMap", "configmap-gpu-operator-time-slicing-config")
+    cm = rec.get("kubernetes:core/v1:ConfigMap", "configmap-gpu-operator-device-plugin-config")
     config = yaml.safe_load(cm.inputs["data"]["any"])
     assert config["sharing"]["timeSlicing"]["resources"] == [{"name": "nvidia.com/gpu", "replicas": 4}]
     assert config["version"] == "v1"
-    assert "kubernetes:core/v1:ConfigMap::configmap-gpu-operator-time-slicing-config" in deps(rec, rec.get(RELEASE,
-                                                                                                           "gpu-operator"))
+    release = rec.get(RELEASE, "gpu-operator")
+    assert "kubernetes:core/v1:ConfigMap::configmap-gpu-operator-device-plugin-config" in deps(rec, release)
 
 
 def test_gpu_operator_on_existing_follows_its_capabilities():
@@ -145,28 +147,6 @@ def test_gpu_operator_driver_install_gets_a_longer_timeout():
                                                   "gpuDriversPreinstalled": False}})
     assert values_of(rec, "gpu-operator")["driver"]["enabled"] is True
     assert rec.get(RELEASE, "gpu-operator").inputs["timeout"] >= 1200
-
-
-def test_kueue_flavors_and_quotas_follow_gpu_capabilities():
-    objects = {(o["kind"], o["metadata"]["name"]): o for o in evaluate("kind-gpu").objects()}
-    gpu = objects[("ResourceFlavor", "gpu")]["spec"]
-    assert gpu["nodeLabels"] == {"nvidia.com/gpu.present": "true"}
-    assert gpu["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
-    groups = objects[("ClusterQueue", "platform")]["spec"]["resourceGroups"]
-    assert groups[1]["flavors"][0]["resources"] == [{"name": "nvidia.com/gpu", "nominalQuota": "4"}]  # 1 GPU x 4 slices
-    assert objects[("ClusterQueue", "platform")]["spec"]["cohortName"] == "cnai"
-
-    cpu_only = {(o["kind"], o["metadata"]["name"]) for o in evaluate("kind").objects()}
-    assert ("ResourceFlavor", "gpu") not in cpu_only
-
-    existing = {(o["kind"], o["metadata"]["name"]): o for o in evaluate("existing").objects()}
-    eg = existing[("ResourceFlavor", "gpu")]["spec"]["nodeLabels"]
-    # MIG single strategy: discovery relabels the nodes' product with the profile.
-    assert eg["nvidia.com/gpu.product"] == "NVIDIA-A100-SXM4-80GB-MIG-1g.10gb"
-    quota = existing[("ClusterQueue", "platform")]["spec"]["resourceGroups"]
-    assert quota[0]["flavors"][0]["resources"][0] == {"name": "cpu", "nominalQuota": "96"}
-    assert quota[1]["flavors"][0]["resources"] == [{"name": "nvidia.com/gpu",
-                                                    "nominalQuota": "112"}]  # 2x8 GPUs x 7 MIG
 
 
 def test_kueue_image_and_requests_are_pinned_and_explicit():

@@ -108,13 +108,14 @@ def test_gpu_notebooks_queue_through_kueue():
     assert "extra_labels" not in p["cpu-small"]["kubespawner_override"]  # CPU notebooks start at once
     objects = rec.objects()
     lq = [o for o in objects if o["kind"] == "LocalQueue" and o["metadata"]["namespace"] == "jupyterhub"]
-    assert lq and lq[0]["spec"]["clusterQueue"] == "platform"
+    assert lq and lq[0]["spec"]["clusterQueue"] == "notebooks"
     ns = next(o for o in objects if o["kind"] == "Namespace" and o["metadata"]["name"] == "jupyterhub")
-    cq = next(o for o in objects if o["kind"] == "ClusterQueue")
-    key = cq["spec"]["namespaceSelector"]["matchExpressions"][0]["key"]
-    assert key in ns["metadata"]["labels"]  # the ClusterQueue admits from the notebooks namespace
+    cq = next(o for o in objects if o["kind"] == "ClusterQueue" and o["metadata"]["name"] == "notebooks")
+    # the notebooks' ClusterQueue admits from the notebooks namespace
+    assert cq["spec"]["namespaceSelector"]["matchLabels"].items() <= ns["metadata"]["labels"].items()
     team = next(o for o in objects if o["kind"] == "Namespace" and o["metadata"]["name"] == "team-research")
-    assert key in team["metadata"]["labels"]
+    team_cq = next(o for o in objects if o["kind"] == "ClusterQueue" and o["metadata"]["name"] == "team-research")
+    assert team_cq["spec"]["namespaceSelector"]["matchLabels"].items() <= team["metadata"]["labels"].items()
 
 
 def test_oidc_groups_are_managed_by_the_authenticator():

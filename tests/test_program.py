@@ -77,5 +77,5 @@ def test_laptop_footprint_is_explicit_and_small():
 def test_text_plan_lists_layers_sources_and_objects():
     out = text(plan("kind"))
     assert "gpu-operator   https://helm.ngc.nvidia.com/nvidia/gpu-operator v26.7.0" in out
-    assert "kueue.x-k8s.io/v1beta2         ClusterQueue           platform" in out
+    assert "kueue.x-k8s.io/v1beta2         ClusterQueue           team-research" in out
     assert "Requested by the profile:" in out and "deploy waves: 5" in out

@@ -110,8 +110,9 @@ class Capabilities:
     # (cloud pools); otherwise the gpu-operator layer labels `gpu_node_names`.
     mig_config_labelled: bool = False
     gpu_node_names: tuple[str, ...] = ()
-    gpu_sharing: str = "none"  # none | time-slicing | mig
-    gpu_replicas: int = 1  # time-slicing replicas per GPU
+    gpu_sharing: str = "none"  # none | time-slicing | mps | mig
+    gpu_replicas: int = 1  # time-slicing or MPS replicas per GPU
+    gpu_allocation: str = "device-plugin"  # device-plugin | dra (NVIDIA's DRA driver; whole GPUs)
     mig_strategy: str = "single"
     mig_profile: str = ""
     # The API server's ExtendedResourceToleration admission plugin adds the GPU taint's toleration to
@@ -144,20 +145,36 @@ class Capabilities:
 
     @property
     def gpu_resource(self) -> str:
-        """The resource a pod requests for one GPU (or one slice): MIG's mixed strategy names each profile."""
+        """The resource a pod requests for one GPU (or one slice): MIG's mixed strategy names each profile;
+        with several (`all-balanced`), the smallest."""
         if self.gpu_sharing == "mig" and self.mig_strategy == "mixed":
-            return f"nvidia.com/mig-{gpus.mig_profile(self.mig_profile)}"
+            layout = gpus.mig_layout(self.gpu_models, self.mig_profile)
+            return f"nvidia.com/mig-{max(layout, key=lambda p: (layout[p], p))}"
         return GPU_RESOURCE
 
     def gpu_resources(self) -> dict[str, int]:
-        """Schedulable GPU resources (name -> count) as the device plugin will advertise them."""
+        """Schedulable GPU resources (name -> count) as the device plugin will advertise them (with DRA: the
+        GPUs Kueue counts under `nvidia.com/gpu`)."""
         if not self.gpus:
             return {}
-        if self.gpu_sharing == "time-slicing":
+        if self.gpu_sharing in ("time-slicing", "mps"):
             return {GPU_RESOURCE: self.gpus * self.gpu_replicas}
         if self.gpu_sharing == "mig":
-            return {self.gpu_resource: self.gpus * gpus.slices(self.gpu_models, self.mig_profile)}
+            layout = gpus.mig_layout(self.gpu_models, self.mig_profile)
+            if self.mig_strategy == "single":
+                return {GPU_RESOURCE: self.gpus * sum(layout.values())}
+            return {f"nvidia.com/mig-{p}": self.gpus * n for p, n in sorted(layout.items())}
         return {GPU_RESOURCE: self.gpus}
+
+    def gpu_quota(self, quota: Any) -> dict[str, int]:
+        """A team's GPUs by the resources the cluster advertises: `quota.gpuResources` where given, else
+        `quota.gpu` of the primary resource (`gpu_resource`) and none of the others."""
+        if not self.gpus:
+            return {}
+        out = {r: 0 for r in self.gpu_resources()}
+        out[self.gpu_resource] = quota.gpu
+        out.update({r: n for r, n in quota.gpuResources.items() if r in out})
+        return out
 
     def gpu_products(self) -> tuple[str, ...]:
         """The nvidia.com/gpu.product values GPU feature discovery gives the GPU nodes: with MIG's single
@@ -172,18 +189,21 @@ class Capabilities:
         return {PRODUCT_LABEL: products[0]} if len(products) == 1 else {}
 
 
-def with_gpu_sharing(caps: Capabilities, gpu: Any, where: str) -> Capabilities:
+def with_gpu_sharing(caps: Capabilities, gpu: Any, where: str, kubernetes_version: str) -> Capabilities:
     """The one place `cnai:gpu` reaches the capabilities layers read: the GPU models (the cloud pools',
-    else `cnai:gpu.model`), time-slicing replicas, and the MIG strategy and profile, after refusing what
-    the GPUs cannot do (gpus.check_sharing). `where` names the cluster in messages."""
+    else `cnai:gpu.model`), time-slicing or MPS replicas, the MIG strategy and profile, and the allocation
+    (device plugin or DRA), after refusing what the GPUs or the Kubernetes version cannot do
+    (gpus.check_sharing, gpus.check_allocation). `where` names the cluster in messages."""
     mode = gpu.sharing.mode if gpu.enabled else "none"
     models = caps.gpu_models or ((gpu.model,) if gpu.enabled and gpu.model else ())
     if gpu.enabled and gpu.model and caps.gpu_models and set(caps.gpu_models) != {gpu.model}:
         raise ConfigError(f"cnai:gpu.model: {gpu.model} but the GPU pools carry {', '.join(caps.gpu_models)}; "
                           "leave it empty on clouds (the pools' instance types decide)")
     gpus.check_sharing(gpu.sharing, models, caps.mig_supported, where)
+    gpus.check_allocation(gpu, kubernetes_version, where)
     fields: dict[str, Any] = {"gpu_models": models, "gpu_sharing": mode,
-                              "gpu_replicas": gpu.sharing.replicas if mode == "time-slicing" else 1}
+                              "gpu_replicas": gpu.sharing.replicas if mode in ("time-slicing", "mps") else 1,
+                              "gpu_allocation": gpu.allocation if gpu.enabled else "device-plugin"}
     if mode == "mig":
         fields.update(mig_strategy=gpu.sharing.migStrategy, mig_profile=gpu.sharing.migProfile)
     return replace(caps, **fields)

@@ -15,72 +15,19 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, create_model,
 
 from modules.shared.cluster_config import EksCluster, ExistingCluster, GkeCluster, KindCluster
 from modules.shared.config_types import (
-    DNS_LABEL,
     NAMESPACE_OR_EMPTY,
-    OPTIONAL_EMAIL,
     OPTIONAL_IMAGE_REF,
     PATTERN_HELP,
     ConfigError,
     DnsLabel,
-    Email,
     Quantity,
     Strict,
     quantity,
 )
+from modules.shared.sharing_config import Gpu, Team
 from modules.shared.versions import VERSIONS
 
 NAMESPACE = "cnai"
-
-# ---------------------------------------------------------------------------------------------
-# GPU settings
-
-
-class GpuSharing(Strict):
-    mode: Literal["none", "time-slicing", "mig"] = "none"
-    replicas: int = Field(4, ge=2, le=64, description="time-slicing: pods sharing one GPU")
-    migStrategy: Literal["single", "mixed"] = "single"
-    migProfile: str = Field("all-1g.10gb", pattern=r"^[a-z0-9.-]+$",
-                            description="mig: profile applied through the nvidia.com/mig.config node label")
-
-
-class Gpu(Strict):
-    enabled: bool = False
-    count: int = Field(1, ge=1, le=8, description="kind: GPUs passed through to the GPU worker")
-    model: str = Field("", pattern=r"^[A-Za-z0-9._-]*$",
-                       description="GPU product label (nvidia.com/gpu.product) the GPU flavor selects; empty: any")
-    sharing: GpuSharing = GpuSharing()
-
-
-# ---------------------------------------------------------------------------------------------
-# Teams
-
-
-class TeamQuota(Strict):
-    cpu: Quantity = "4"
-    memory: Quantity = "16Gi"
-    gpu: int = Field(0, ge=0, le=1024)
-    pods: int = Field(50, ge=1, le=10000)
-    storage: Quantity = "100Gi"
-
-
-class Team(Strict):
-    name: str = Field(pattern=DNS_LABEL.pattern, max_length=50)
-    group: str = Field("", description="identity-provider group bound to the team namespace (default: team name)")
-    owner: str = Field("", pattern=OPTIONAL_EMAIL, max_length=200,
-                       description="email of the team's Kubeflow profile owner (kubeflow-platform layer)")
-    members: tuple[Email, ...] = Field((), strict=False, max_length=500,
-                                       description="emails of the profile's contributors (kubeflow-platform layer)")
-    quota: TeamQuota = TeamQuota()
-    allowInternetEgress: bool = False
-
-    @property
-    def namespace(self) -> str:
-        return f"team-{self.name}"
-
-    @property
-    def rbac_group(self) -> str:
-        return self.group or self.name
-
 
 # ---------------------------------------------------------------------------------------------
 # Layer options: each layer module declares a subclass; `layers` is assembled from the registry.

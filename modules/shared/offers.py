@@ -127,8 +127,11 @@ class Queueing(Protocol):
     def workload_labels(self) -> dict[str, str]:
         """Labels a workload carries to wait in its namespace's LocalQueue."""
 
-    def queue_namespace_labels(self) -> dict[str, str]:
-        """Labels of a namespace whose workloads may queue (it gets a LocalQueue)."""
+    def queue_namespace_labels(self, queue: str) -> dict[str, str]:
+        """Labels of a namespace whose workloads queue in ClusterQueue `queue` (it gets a LocalQueue)."""
+
+    def team_ceiling(self, team: Team) -> dict[str, str]:
+        """The most a team's queue can hold by resource (nominal quota plus borrowing limit)."""
 
 
 class TeamDirectory(Protocol):
