@@ -29,6 +29,20 @@ def test_layer_stack_is_valid_and_holds_only_what_the_layer_needs(layer):
         assert rec.get("command:local:Command", f"simulate-gpus-ci-{layer}-worker2")
 
 
+def test_the_kueue_job_shares_simulated_gpus_between_two_teams():
+    """The smoke scenario (borrow, reclaim, priorities, a queued GPU pod) needs two teams that guarantee
+    all GPUs between them and lend to each other."""
+    config = ci.stack_config("kueue")
+    rec = run("kind", {k: v for k, v in config.items() if k.startswith("cnai:")})
+    assert rec.platform.caps.gpu_resources() == {"nvidia.com/gpu": 4}
+    queues = {o["metadata"]["name"]: o for o in rec.objects() if o["kind"] == "ClusterQueue"}
+    for team in ("team-alpha", "team-beta"):
+        gpu = queues[team]["spec"]["resourceGroups"][1]["flavors"][0]["resources"][0]
+        assert gpu["nominalQuota"] == "2" and int(gpu["lendingLimit"]) >= 1 and int(gpu["borrowingLimit"]) >= 1
+    cohort = next(o for o in rec.objects() if o["kind"] == "Cohort")
+    assert cohort["spec"]["resourceGroups"][1]["flavors"][0]["resources"][0]["nominalQuota"] == "0"
+
+
 def test_kind_ci_builds_the_feast_image_that_make_builds_and_loads_it():
     """The workflow builds images/feast with `make image-feast`, loads it into kind and points Feast
     at it, so the bucket smoke test runs in CI instead of skipping."""

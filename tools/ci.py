@@ -9,8 +9,9 @@
 
 A layer's CI stack is the kind stack with only that layer, the layers it requires and `teams` (so
 per-team objects are exercised). Layers that schedule GPU work (kueue, jupyterhub, kserve, trainer)
-run on simulated GPUs (`cnai:kind.simulateGpus`); the gpu-operator job installs and destroys the
-operator on a GPU-less cluster.
+run on simulated GPUs (`cnai:kind.simulateGpus`); the kueue job has four and two teams of two GPUs each,
+so its smoke tests share GPUs between teams; the gpu-operator job installs and destroys the operator on
+a GPU-less cluster.
 """
 
 from __future__ import annotations
@@ -66,6 +67,13 @@ def stack_config(name: str) -> dict:
     if name in GPU_SCHEDULING:
         config["cnai:gpu"] = {"enabled": True, "count": 2}
         config["cnai:kind"]["simulateGpus"] = True
+    if name == "kueue":
+        # Two teams that lend each other GPUs: the smoke tests replay borrowing, reclaiming and priorities
+        # (docs/layers/kueue.md) with Jobs that request the simulated GPUs.
+        config["cnai:gpu"] = {"enabled": True, "count": 4}
+        config["cnai:teams"] = [{"name": team, "owner": f"{team}@example.com",
+                                 "quota": {"cpu": "2", "memory": "4Gi", "gpu": 2, "pods": 30, "storage": "20Gi"}}
+                                for team in ("alpha", "beta")]
     return config
 
 

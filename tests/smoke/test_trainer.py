@@ -154,7 +154,8 @@ def test_example_trainjob_admitted_and_completes(platform, trainer, example_name
 
         queue = (job["metadata"].get("labels") or {}).get(QUEUE_LABEL)
         assert queue == LOCAL_QUEUE, f"TrainJob {ns}/{name} has {QUEUE_LABEL}={queue!r}, expected {LOCAL_QUEUE!r}"
-        cluster_queue = kueue.options.clusterQueue
+        # The TrainJob runs in a team namespace: its LocalQueue points at the team's ClusterQueue.
+        cluster_queue = dict(kueue.queue_namespaces())[ns]
 
         def admitted():
             found = workloads()
