@@ -71,6 +71,10 @@ class Layer:
     offers: ClassVar[tuple[type, ...]] = ()
     # Its pods queue through Kueue in a ClusterQueue of this name; its namespace gets a LocalQueue.
     queue: ClassVar[str] = ""
+    # Kueue integrations its custom resources need beyond Kueue's default frameworks, and the feature gates
+    # they are behind (the kueue layer turns both on while this layer is enabled).
+    queue_frameworks: ClassVar[tuple[str, ...]] = ()
+    queue_feature_gates: ClassVar[tuple[str, ...]] = ()
     databases: ClassVar[tuple[str, ...]] = ()  # PostgreSQL databases (one role each, same name)
     buckets: ClassVar[dict[str, str]] = {}  # object-store buckets it uses -> "rw" | "ro"
     Options: ClassVar[type[LayerOptions]] = LayerOptions
@@ -107,10 +111,15 @@ class Layer:
         buckets = self.bucket_needs()
         return WorkloadIdentity(self.name, self.service_accounts(), buckets) if buckets else None
 
-    def cluster_requests(self) -> list[Request]:
-        """Typed requests to the cluster module (a workload identity, a managed database, GPU devices)."""
+    def identities(self) -> list[WorkloadIdentity]:
+        """Every identity this layer's pods use: its own, plus any it hands to other namespaces' pods
+        (named `<layer>-<purpose>`; the object store and the clouds give each its own keys or role)."""
         identity = self.identity()
         return [identity] if identity else []
+
+    def cluster_requests(self) -> list[Request]:
+        """Typed requests to the cluster module (workload identities, a managed database, GPU devices)."""
+        return list(self.identities())
 
     def team_namespace(self, team: Team) -> tuple[dict[str, str], dict[str, str]]:
         """Labels and annotations this layer needs on every team namespace (the teams layer adds them)."""

@@ -364,6 +364,10 @@ class Kueue(Layer):
         """Kueue's Configuration (config.kueue.x-k8s.io/v1beta2) as the chart's one string carries it."""
         o = self.options
         cfg: dict[str, Any] = {"apiVersion": CONFIG_API, "kind": "Configuration", **_CHART_DEFAULTS}
+        extra = sorted({f for layer in self.peers for f in layer.queue_frameworks}
+                       - set(_CHART_DEFAULTS["integrations"]["frameworks"]))
+        if extra:  # integrations enabled layers' custom resources need (SparkApplications)
+            cfg["integrations"] = {"frameworks": [*_CHART_DEFAULTS["integrations"]["frameworks"], *extra]}
         # Quota, usage and weighted-share metrics per ClusterQueue (the Kueue dashboard).
         cfg["metrics"] = {"bindAddress": METRICS_ADDRESS, "enableClusterQueueResources": True}
         # All-or-nothing: a distributed job whose pods are not all ready in time gives its quota back and is
@@ -388,6 +392,9 @@ class Kueue(Layer):
                 "manager": {"image": {"repository": repo, "tag": tag, "pullPolicy": "IfNotPresent"},
                             "resources": resources(*_SIZES[self.profile.size])},
                 "podDisruptionBudget": {"enabled": replicas > 1, "minAvailable": 1},
+                # Gates of integrations enabled layers need (rendered as --feature-gates).
+                "featureGates": [{"name": g, "enabled": True}
+                                 for g in sorted({g for layer in self.peers for g in layer.queue_feature_gates})],
             },
             "managerConfig": {"controllerManagerConfigYaml": yaml.safe_dump(self.manager_config(), sort_keys=False)},
             # Queue metrics (pending/admitted workloads, quotas, shares) for the observability layer's dashboard.

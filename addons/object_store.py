@@ -94,9 +94,9 @@ class ObjectStore(Layer):
         return self.caps.cloud_storage is None and self.options.external is None
 
     def consumers(self) -> dict[str, dict[str, str]]:
-        """Enabled layers that use buckets -> {bucket: access}."""
-        peers = sorted(self.peers, key=lambda p: p.name)
-        return {layer.name: needs for layer in peers if (needs := layer.bucket_needs())}
+        """Identities that use buckets (a layer's own, or one it hands to other namespaces) -> {bucket: access}."""
+        identities = [i for layer in self.peers for i in layer.identities() if i.buckets]
+        return {i.layer: dict(i.buckets) for i in sorted(identities, key=lambda i: i.layer)}
 
     def bucket_names(self) -> list[str]:
         return sorted({b for buckets in self.consumers().values() for b in buckets})

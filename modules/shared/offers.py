@@ -121,6 +121,38 @@ class Metrics(Protocol):
         """Where workloads send OTLP, when a collector runs."""
 
 
+class Lakehouse(Protocol):
+    """The Iceberg REST catalog and its SQL engine (lakehouse layer), as workloads in team namespaces see them.
+    Each team namespace holds the client Secret `client_secret` (its catalog principal's credential, its
+    Iceberg namespace and, where the store takes keys, the client identity's S3 keys) and, on clouds, the
+    ServiceAccount `client_service_account` bound to the client identity."""
+
+    @property
+    def catalog_uri(self) -> str:
+        """The Iceberg REST endpoint (`.../api/catalog`); the OAuth2 token endpoint is `<uri>/v1/oauth/tokens`."""
+
+    @property
+    def warehouse(self) -> str:
+        """The catalog name clients pass as `warehouse`."""
+
+    @property
+    def trino_uri(self) -> str: ...
+
+    @property
+    def client_secret(self) -> str: ...
+
+    @property
+    def client_service_account(self) -> str: ...
+
+    def team_schema(self, team: Team) -> str:
+        """The team's Iceberg namespace (a Trino schema of catalog `warehouse`)."""
+
+    def client_env(self) -> list[dict[str, Any]]:
+        """EnvVars for Iceberg clients in a team namespace: PyIceberg's catalog settings
+        (`PYICEBERG_CATALOG__<warehouse>__*`) and `LAKEHOUSE_*` for other clients (Spark's `${env:...}`),
+        credentials by reference to the namespace's client Secret (optional: pods elsewhere still start)."""
+
+
 class Queueing(Protocol):
     """Quota-based admission (kueue layer)."""
 
