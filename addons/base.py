@@ -121,6 +121,10 @@ class Layer:
         """Typed requests to the cluster module (workload identities, a managed database, GPU devices)."""
         return list(self.identities())
 
+    def lakehouse_namespaces(self) -> tuple[str, ...]:
+        """Iceberg namespaces this layer needs in the lakehouse catalog (the lakehouse layer creates them)."""
+        return ()
+
     def team_namespace(self, team: Team) -> tuple[dict[str, str], dict[str, str]]:
         """Labels and annotations this layer needs on every team namespace (the teams layer adds them)."""
         return {}, {}

@@ -19,16 +19,16 @@ test applies and materializes; teams point `feastProjectDir.git` at their own fe
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field
 
 from addons.base import Layer
-from modules.shared.config import OPTIONAL_IMAGE_REF, LayerOptions
+from modules.shared.config import OPTIONAL_IMAGE_REF, ConfigError, LayerOptions
 from modules.shared.k8s import resources, secret
 from modules.shared.labels import MANAGED_BY
-from modules.shared.offers import BucketStore, Database, FeatureClient
+from modules.shared.offers import BucketStore, Database, FeatureClient, Lakehouse
 from modules.shared.parts import KubeObject, Workload
 
 API = "feast.dev/v1"
@@ -37,6 +37,7 @@ ENV_SECRET = "feast-env"
 STORES_SECRET = "feast-data-stores"
 PROJECT = "platform"
 OPERATOR_NAMESPACE = "feast-operator-system"  # created by the install manifest
+FEAST_SCHEMA = "feast"  # the lakehouse namespace where Feast's Trino offline store keeps temporary tables
 
 _SERVER = {"small": ("50m", "256Mi", "1Gi"), "large": ("250m", "512Mi", "2Gi")}
 # feature_store.yaml sections; the operator merges the Secret key named after the store type.
@@ -48,6 +49,10 @@ _ONLINE = ("host: ${POSTGRES_HOST}\nport: ${POSTGRES_PORT}\ndatabase: ${POSTGRES
 
 class FeastOptions(LayerOptions):
     ui: bool = Field(False, description="run the Feast web UI next to the servers")
+    offlineStore: Literal["dask", "trino"] = Field(
+        "dask",
+        description="offline store: `dask` (files in the object store) or `trino` (Iceberg tables of the lakehouse "
+                    "layer through its Trino; needs that layer and `image` built from images/feast)")
     image: str = Field(
         "", pattern=OPTIONAL_IMAGE_REF,
         description="feature server image with s3fs/gcsfs, built from `images/feast` (`make image-feast "
@@ -89,6 +94,29 @@ class Feast(Layer):
     def _store(self):
         return self.peers.need(BucketStore).access(self.name)
 
+    def validate(self) -> None:
+        if self.options.offlineStore != "trino":
+            return
+        if self.peers.get(Lakehouse) is None:
+            raise ConfigError("cnai:layers.feast.offlineStore: trino needs the lakehouse layer "
+                              "(cnai:layers.lakehouse.enabled: true)")
+        if not self.options.image:
+            raise ConfigError("cnai:layers.feast.offlineStore: trino needs cnai:layers.feast.image built from "
+                              "images/feast (the upstream feature server has no Trino client)")
+
+    def lakehouse_namespaces(self) -> tuple[str, ...]:
+        return (FEAST_SCHEMA,) if self.options.offlineStore == "trino" else ()
+
+    def _trino_store(self) -> str:
+        """The offline store's feature_store.yaml section: Iceberg tables of the lake catalog through Trino;
+        Feast keeps its temporary tables in the catalog's `feast` namespace."""
+        lakehouse = self.peers.need(Lakehouse)
+        url = lakehouse.trino_uri.removeprefix("http://")
+        host, port = url.rsplit(":", 1)
+        return yaml.safe_dump({"host": host, "port": int(port), "http-scheme": "http", "catalog": lakehouse.warehouse,
+                               "user": "feast", "dataset": FEAST_SCHEMA,
+                               "connector": {"type": "iceberg", "file_format": "parquet"}}, sort_keys=True)
+
     def _env(self) -> dict[str, Any]:
         pg = self.peers.need(Database)
         store = self._store()
@@ -109,7 +137,10 @@ class Feast(Layer):
     def objects(self) -> list[KubeObject]:
         ns, labels = self.namespace, dict(MANAGED_BY)
         env = secret(ENV_SECRET, ns, self._env())
-        stores = secret(STORES_SECRET, ns, {"sql": _REGISTRY, "postgres": _ONLINE})
+        data = {"sql": _REGISTRY, "postgres": _ONLINE}
+        if self.options.offlineStore == "trino":
+            data["trino"] = self._trino_store()
+        stores = secret(STORES_SECRET, ns, data)
         services: dict[str, Any] = {
             "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
             "registry": {"local": {
@@ -118,7 +149,7 @@ class Feast(Layer):
             "onlineStore": {
                 "persistence": {"store": {"type": "postgres", "secretRef": {"name": STORES_SECRET}}},
                 "server": self._server()},
-            "offlineStore": {"persistence": {"file": {"type": "dask"}}, "server": self._server()},
+            "offlineStore": {"persistence": self._offline_persistence(), "server": self._server()},
         }
         if self.options.image:  # the init containers (`feast init`, `feast apply`) too
             services["initImage"] = self.options.image
@@ -146,6 +177,11 @@ class Feast(Layer):
                                                 "annotations": dict(store.annotations)}}))
         out.append(KubeObject(feature_store, phase="after-install", wait_for=tuple(o.ref for o in out)))
         return out
+
+    def _offline_persistence(self) -> dict[str, Any]:
+        if self.options.offlineStore == "trino":
+            return {"store": {"type": "trino", "secretRef": {"name": STORES_SECRET}}}
+        return {"file": {"type": "dask"}}
 
     def workloads(self) -> list[Workload]:
         cpu, mem, _ = _SERVER[self.profile.size]

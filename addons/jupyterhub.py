@@ -34,7 +34,7 @@ from modules.shared.gpus import GPU_CLAIM_TEMPLATE
 from modules.shared.k8s import resources, secret
 from modules.shared.labels import MANAGED_BY, PLATFORM_LABEL, TEAM_LABEL
 from modules.shared.markers import Generated
-from modules.shared.offers import BucketStore, FeatureClient, Metrics, PipelinesApi, Queueing, Tracking
+from modules.shared.offers import BucketStore, FeatureClient, Lakehouse, Metrics, PipelinesApi, Queueing, Tracking
 from modules.shared.parts import KubeObject, Workload
 
 FEAST_CONFIG = "feast-client"
@@ -237,6 +237,12 @@ class JupyterHub(Layer):
         pipelines = self.peers.get(PipelinesApi)
         if pipelines:
             env["KF_PIPELINES_ENDPOINT"] = pipelines.endpoint
+        lakehouse = self.peers.get(Lakehouse)
+        if lakehouse is not None:
+            # PyIceberg's catalog, Trino's address and the team's catalog credential (by reference to the team
+            # namespace's client Secret, optional: the jupyterhub namespace has none).
+            for var in lakehouse.client_env():
+                env[var["name"]] = var["value"] if "value" in var else {"valueFrom": var["valueFrom"]}
         metrics = self.peers.get(Metrics)
         if metrics is not None and metrics.otlp_endpoint:
             # OpenTelemetry SDKs (and MLflow tracing) export to the platform's collector over gRPC.

@@ -173,4 +173,4 @@ class TeamDirectory(Protocol):
 
 
 OFFERS: tuple[type, ...] = (BucketStore, Database, Tracking, FeatureClient, PipelinesApi, Metrics, Queueing,
-                            TeamDirectory)
+                            TeamDirectory, Lakehouse)
