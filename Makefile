@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STACK ?= kind
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint test plan bench up destroy smoke helm render upstream upstream-check image-feast clean
+.PHONY: help venv lint test plan bench up destroy smoke helm render upstream upstream-check image-feast image-spark clean
 
 help:
 	@echo "make test                 create .venv, install, lint (ruff), run the offline test suite"
@@ -19,6 +19,7 @@ help:
 	@echo "make smoke STACK=kind     smoke tests against the deployed cluster"
 	@echo "make destroy STACK=kind   tear the stack down"
 	@echo "make image-feast REGISTRY=ghcr.io/acme [PUSH=1]  Feast server with s3fs/gcsfs (cnai:layers.feast.image)"
+	@echo "make image-spark REGISTRY=ghcr.io/acme [PUSH=1]  Spark with the Iceberg runtime (cnai:layers.spark.image)"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -79,6 +80,15 @@ image-feast: $(STAMP)
 	docker build images/feast --build-arg FEAST_IMAGE=$(FEAST_BASE) -t $(REGISTRY)/feast-feature-server:$(lastword $(subst :, ,$(FEAST_BASE)))-fsspec
 	$(if $(PUSH),docker push $(REGISTRY)/feast-feature-server:$(lastword $(subst :, ,$(FEAST_BASE)))-fsspec)
 	@echo "set cnai:layers.feast.image: $(REGISTRY)/feast-feature-server:$(lastword $(subst :, ,$(FEAST_BASE)))-fsspec"
+
+SPARK_BASE = $(shell $(PY) -c 'from modules.shared.versions import VERSIONS; print(VERSIONS.images["spark"])' 2>/dev/null)
+ICEBERG_VERSION = $(shell $(PY) -c 'from modules.shared.versions import VERSIONS; print(VERSIONS.components["iceberg"])' 2>/dev/null)
+SPARK_TAG = $(lastword $(subst :, ,$(firstword $(subst @, ,$(SPARK_BASE)))))-iceberg$(ICEBERG_VERSION)
+image-spark: $(STAMP)
+	@test -n "$(REGISTRY)" || { echo "set REGISTRY, e.g. make image-spark REGISTRY=ghcr.io/acme"; exit 2; }
+	docker build images/spark --build-arg SPARK_IMAGE=$(SPARK_BASE) --build-arg ICEBERG_VERSION=$(ICEBERG_VERSION) -t $(REGISTRY)/spark:$(SPARK_TAG)
+	$(if $(PUSH),docker push $(REGISTRY)/spark:$(SPARK_TAG))
+	@echo "set cnai:layers.spark.image: $(REGISTRY)/spark:$(SPARK_TAG)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -32,7 +32,7 @@ from addons.base import Layer
 from modules.shared.config import ConfigError, LayerOptions
 from modules.shared.k8s import edit_role, resources, secret
 from modules.shared.labels import MANAGED_BY
-from modules.shared.offers import Access, BucketStore, Metrics, Tracking
+from modules.shared.offers import Access, BucketStore, Metrics, ModelServing, Tracking
 from modules.shared.parts import KubeObject, Release, Workload, ref
 from modules.shared.versions import VERSIONS
 
@@ -81,6 +81,7 @@ class KServe(Layer):
     requires = ("cert-manager",)
     after = {"object-store": "objects", "mlflow": "objects", "teams": "objects", "observability": "objects"}
     buckets = {"mlflow": "ro"}
+    offers = (ModelServing,)
     extra_charts = ("kserve-crd", "kserve-resources", "kserve-runtime-configs", "knative-operator")
     Options = KServeOptions
     default_namespace = "kserve"
@@ -317,6 +318,20 @@ class KServe(Layer):
         """MLServer exports a span per request over OTLP gRPC when the collector runs (settings.tracing_server)."""
         metrics = self.peers.get(Metrics)
         return metrics.otlp_endpoint if metrics is not None else None
+
+    # -- what it offers (ModelServing) --------------------------------------------------------------
+    @property
+    def model_service_account(self) -> str:
+        return SERVICE_ACCOUNT
+
+    def model_uri(self, path: str) -> str:
+        store = self._store()
+        if store is None:
+            raise LookupError("no object store: KServe reads models from the MLflow bucket")
+        return store.url("mlflow", path)
+
+    def example_annotations(self) -> dict[str, str]:
+        return self._example_annotations()
 
     def _example_annotations(self) -> dict[str, str]:
         if self.knative:  # Knative's autoscaler; keep one replica so the smoke test needs no cold start

@@ -31,9 +31,9 @@ from modules.shared.config import LayerOptions, Team
 from modules.shared.k8s import resources, secret
 from modules.shared.labels import MANAGED_BY
 from modules.shared.markers import Generated, Template
-from modules.shared.offers import BucketStore, Database, Metrics
+from modules.shared.offers import BucketStore, Database, Metrics, ModelServing, Queueing, RayRuntime, Tracking
 from modules.shared.offers import Lakehouse as LakehouseOffer
-from modules.shared.parts import KubeObject, Release, Workload
+from modules.shared.parts import KubeObject, Release, Workload, ref
 from modules.shared.versions import VERSIONS
 
 POLARIS = "polaris"
@@ -51,7 +51,13 @@ BOOTSTRAP_SECRET = "polaris-bootstrap"
 SETUP = "lakehouse-setup"  # its plan Secret, script ConfigMap and Job
 TRINO_SECRET = "trino-lakehouse"
 POLARIS_PORT, TRINO_PORT = 8181, 8080
-SCRIPT = Path(__file__).parent / "assets" / "lakehouse-setup.py"
+ASSETS = Path(__file__).parent / "assets"
+SCRIPT = ASSETS / "lakehouse-setup.py"
+EXAMPLE = "lakehouse-example"
+EXAMPLE_TABLE = "iris"
+RAY_UID = 1000  # USER of the Ray image (numeric)
+MLSERVER_UID = 1000  # USER of the MLServer image
+_RESTRICTED = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 SCOPE = "PRINCIPAL_ROLE:ALL"
 POLARIS_UID = 10000  # the Polaris and admin-tool images' user (by name in the image: runAsNonRoot needs the id)
 # What a team's principal may do in its own Iceberg namespace: manage it and its tables, read and write data.
@@ -69,6 +75,11 @@ _SIZES = {
 
 
 class LakehouseOptions(LayerOptions):
+    example: bool = Field(
+        True,
+        description="the data example in the first team namespace: raw data into the bucket, a RayJob writing an "
+                    "Iceberg table (with the ray layer), training from Trino into MLflow (with mlflow), served by "
+                    "KServe (with kserve)")
     trinoWorkers: int | None = Field(
         None, ge=0, le=100,
         description="Trino workers (null: the profile's, 0 on the laptop: the coordinator also runs queries; 2 in "
@@ -88,8 +99,10 @@ class Lakehouse(Layer):
     chart = POLARIS
     extra_charts = (TRINO,)
     requires = ("postgres", "object-store")
-    # Polaris renders its ServiceMonitor only when the Prometheus CRDs exist; client Secrets go into team namespaces.
-    after = {"observability": "install", "teams": "objects"}
+    # Polaris renders its ServiceMonitor only when the Prometheus CRDs exist; client Secrets go into team
+    # namespaces; the example's RayJob, training Job and InferenceService need those layers' CRDs and objects.
+    after = {"observability": "install", "teams": "objects", "ray": "objects", "mlflow": "objects",
+             "kserve": "objects", "kueue": "objects"}
     offers = (LakehouseOffer,)
     databases = (DB,)
     buckets = {BUCKET: "rw"}
@@ -373,6 +386,7 @@ class Lakehouse(Layer):
             trino_env.update(keys)
         out.append(KubeObject(secret(TRINO_SECRET, ns, trino_env), phase="before-install"))
         out += self._team_objects()
+        out += self._example()
         return out
 
     def _team_objects(self) -> list[KubeObject]:
@@ -392,6 +406,117 @@ class Lakehouse(Layer):
                 sa["metadata"]["annotations"] = dict(client.annotations)
             out.append(KubeObject(sa, phase="after-peers"))
         return out
+
+    # -- the example --------------------------------------------------------------------------------
+    def example_model_path(self, team: Team) -> str:
+        return f"examples/{team.name}/lakehouse-{EXAMPLE_TABLE}"
+
+    def _example(self) -> list[KubeObject]:
+        """Raw data → Ray Data → Iceberg (RayJob), Iceberg → Trino → training → MLflow (Job), MLflow → KServe.
+        Each hop needs its layer; neither Job is awaited (the RayJob and the training run concurrently, the
+        training waits for the table; the InferenceService's storage initializer retries until the model
+        exists), so `pulumi up` does not hang on the data."""
+        teams, ray = self.teams(), self.peers.get(RayRuntime)
+        if not (self.options.example and teams and ray):
+            return []
+        team = teams[0]
+        ns, labels = team.namespace, dict(MANAGED_BY)
+        queueing = self.peers.get(Queueing)
+        queued = {**labels, **(queueing.workload_labels() if queueing else {})}
+        scripts = {"ingest.py": (ASSETS / "lakehouse-example-ingest.py").read_text(),
+                   "train.py": (ASSETS / "lakehouse-example-train.py").read_text()}
+        digest = hashlib.sha256("".join(scripts.values()).encode()).hexdigest()[:8]
+        store = self._store(CLIENT_IDENTITY)
+        out = [KubeObject({"apiVersion": "v1", "kind": "ConfigMap",
+                           "metadata": {"name": EXAMPLE, "namespace": ns, "labels": labels}, "data": scripts},
+                          phase="after-all")]
+        # The RayJob runs as the team's client ServiceAccount, with its Secret's credentials: both first.
+        client = tuple(ref({"kind": kind, "metadata": {"name": CLIENT, "namespace": ns}})
+                       for kind in ("Secret", "ServiceAccount"))
+        out.append(KubeObject(self._example_rayjob(ray.ray_image, ns, queued, digest, store), phase="after-all",
+                              ignore_changes=("spec.suspend",), wait_for=client))
+        tracking = self.peers.get(Tracking)
+        if tracking is None:
+            return out
+        env = [{"name": "LAKEHOUSE_TRINO_URI", "value": self.trino_uri},
+               {"name": "LAKEHOUSE_NAMESPACE", "valueFrom": {"secretKeyRef": {"name": CLIENT, "key": "namespace"}}},
+               {"name": "TABLE", "value": EXAMPLE_TABLE},
+               {"name": "MLFLOW_TRACKING_URI", "value": tracking.tracking_uri},
+               {"name": "MODEL_PATH", "value": self.example_model_path(team)},
+               {"name": "HOME", "value": "/tmp"}]
+        admin = tracking.admin_password()
+        train_spec: dict[str, Any] = {
+            "restartPolicy": "OnFailure",
+            "securityContext": {"runAsNonRoot": True, "runAsUser": MLSERVER_UID,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{"name": "train", "image": VERSIONS.images["mlserver"],
+                            "command": ["python", "/scripts/train.py"], "env": env,
+                            "resources": resources("100m", "384Mi", "1Gi"), "securityContext": dict(_RESTRICTED),
+                            "volumeMounts": [{"name": "scripts", "mountPath": "/scripts"},
+                                             {"name": "tmp", "mountPath": "/tmp"}]}],
+            "volumes": [{"name": "scripts", "configMap": {"name": EXAMPLE}}, {"name": "tmp", "emptyDir": {}}],
+        }
+        if admin is not None:  # MLflow with logins: the example logs as its admin
+            out.append(KubeObject(secret(f"{EXAMPLE}-mlflow", ns, {"MLFLOW_TRACKING_USERNAME": "admin",
+                                                                   "MLFLOW_TRACKING_PASSWORD": admin}),
+                                  phase="after-all"))
+            train_spec["containers"][0]["envFrom"] = [{"secretRef": {"name": f"{EXAMPLE}-mlflow"}}]
+        job = {"apiVersion": "batch/v1", "kind": "Job",
+               "metadata": {"name": f"{EXAMPLE}-train-{digest}", "namespace": ns, "labels": queued,
+                            "annotations": {"pulumi.com/skipAwait": "true"}},
+               "spec": {"backoffLimit": 3, "activeDeadlineSeconds": 3600, "template": {"spec": train_spec}}}
+        out.append(KubeObject(job, phase="after-all", ignore_changes=("spec.suspend",)))
+        serving = self.peers.get(ModelServing)
+        if serving is not None:
+            out.append(KubeObject(self._example_isvc(serving, team, labels), phase="after-all"))
+        return out
+
+    def _example_rayjob(self, image: str, ns: str, labels: dict[str, str], digest: str, store) -> dict[str, Any]:
+        pod_security = {"runAsNonRoot": True, "runAsUser": RAY_UID, "seccompProfile": {"type": "RuntimeDefault"}}
+        env = [{"name": "RAW_PATH", "value": f"{store.buckets[BUCKET]}/raw/{EXAMPLE_TABLE}/{EXAMPLE_TABLE}.csv"},
+               {"name": "TABLE", "value": EXAMPLE_TABLE},
+               {"name": "LAKEHOUSE_STORE", "value": store.kind}]
+        head = {"name": "ray-head", "image": image, "env": env, "resources": resources("250m", "1Gi", "2Gi"),
+                "securityContext": dict(_RESTRICTED),
+                "ports": [{"name": "dashboard", "containerPort": 8265}, {"name": "gcs", "containerPort": 6379}],
+                "volumeMounts": [{"name": "scripts", "mountPath": "/scripts"}]}
+        submitter = {"restartPolicy": "Never", "securityContext": pod_security, "containers": [{
+            "name": "ray-job-submitter", "image": image, "resources": resources("50m", "128Mi", "512Mi"),
+            "securityContext": dict(_RESTRICTED)}]}
+        return {
+            "apiVersion": "ray.io/v1", "kind": "RayJob",
+            "metadata": {"name": f"{EXAMPLE}-ingest-{digest}", "namespace": ns, "labels": labels},
+            "spec": {
+                "entrypoint": "python /scripts/ingest.py",
+                # PyIceberg from PyPI at the pinned version: the team needs egress to PyPI (allowInternetEgress).
+                "runtimeEnvYAML": f"pip:\n  - pyiceberg=={VERSIONS.components['pyiceberg']}\n",
+                "shutdownAfterJobFinishes": True,  # Kueue requires it
+                "ttlSecondsAfterFinished": 600,
+                "activeDeadlineSeconds": 1800,
+                "submitterPodTemplate": {"spec": submitter},
+                "rayClusterSpec": {
+                    "rayVersion": image.rsplit(":", 1)[1],
+                    "headGroupSpec": {"rayStartParams": {"num-cpus": "1"}, "template": {"spec": {
+                        "serviceAccountName": CLIENT, "securityContext": pod_security, "containers": [head],
+                        "volumes": [{"name": "scripts", "configMap": {"name": EXAMPLE}}]}}},
+                },
+            },
+        }
+
+    def _example_isvc(self, serving, team: Team, labels: dict[str, str]) -> dict[str, Any]:
+        return {
+            "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+            "metadata": {"name": f"{EXAMPLE_TABLE}-lakehouse", "namespace": team.namespace, "labels": labels,
+                         "annotations": serving.example_annotations()},
+            "spec": {"predictor": {
+                "serviceAccountName": serving.model_service_account,
+                "minReplicas": 1,
+                "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+                "model": {"modelFormat": {"name": "mlflow"}, "protocolVersion": "v2", "runtime": "kserve-mlserver",
+                          "storageUri": serving.model_uri(self.example_model_path(team)),
+                          "resources": resources("100m", "384Mi", "1Gi")},
+            }},
+        }
 
     def workloads(self) -> list[Workload]:
         size = self._size()

@@ -130,10 +130,14 @@ def teams_isolated(rs):
 def credentials_in_secrets(rs):
     suspicious = re.compile(r"^(password|adminPassword|secretKey|secretAccessKey|awsSecretAccessKey|"
                             r"client_secret|clientSecret|apiToken|secretToken|cookieSecret|token)$", re.I)
+    # Under a Secret reference (`secret: {name, <field>: <key>}`, `existingSecret`, `secretKeyRef`), such a
+    # field names a key of the Secret, it is not the credential (Polaris' `storage.secret.awsSecretAccessKey`).
+    reference = re.compile(r"^(secret|existing\w*secret|secretref|secretkeyref)$", re.I)
     for r in of(rs, RELEASE):
         for path, value in _walk(r.props.get("values") or {}):
-            leaf = path.rsplit(".", 1)[-1]
-            if suspicious.match(leaf) and isinstance(value, str) and value:
+            parts = path.split(".")
+            if suspicious.match(parts[-1]) and isinstance(value, str) and value and \
+                    not any(reference.match(p) for p in parts[:-1]):
                 yield r.urn, f"release {r.name}: {path} holds a literal credential; use a Secret reference"
 
 

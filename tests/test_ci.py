@@ -23,7 +23,8 @@ def test_layer_stack_is_valid_and_holds_only_what_the_layer_needs(layer):
     overrides = {k: v for k, v in config.items() if k.startswith("cnai:")}
     rec = run("kind", overrides)
     enabled = set(rec.spec.enabled_layers())
-    assert layer in enabled and enabled <= set(ci.requirements(layer)) | {"teams"}
+    chain = {r for n in (layer, *ci.DATA_CHAIN.get(layer, ())) for r in ci.requirements(n)}
+    assert layer in enabled and enabled <= chain | {"teams"}
     if layer in ci.GPU_SCHEDULING:  # GPU scheduling is tested on simulated GPUs
         assert rec.spec.kind.simulateGpus and rec.spec.gpu.enabled and "gpu-operator" not in enabled
         assert rec.get("command:local:Command", f"simulate-gpus-ci-{layer}-worker2")
@@ -41,6 +42,30 @@ def test_the_kueue_job_shares_simulated_gpus_between_two_teams():
         assert gpu["nominalQuota"] == "2" and int(gpu["lendingLimit"]) >= 1 and int(gpu["borrowingLimit"]) >= 1
     cohort = next(o for o in rec.objects() if o["kind"] == "Cohort")
     assert cohort["spec"]["resourceGroups"][1]["flavors"][0]["resources"][0]["nominalQuota"] == "0"
+
+
+def test_the_lakehouse_job_runs_the_whole_data_example():
+    """Raw data, Ray, Iceberg, Trino, training into MLflow, serving: one kind job, queued by Kueue; the team may
+    reach PyPI (the RayJob's runtime environment installs PyIceberg)."""
+    config = ci.stack_config("lakehouse")
+    rec = run("kind", {k: v for k, v in config.items() if k.startswith("cnai:")})
+    assert {"lakehouse", "ray", "kueue", "mlflow", "kserve"} <= set(rec.spec.enabled_layers())
+    assert all(t.allowInternetEgress for t in rec.spec.teams)
+    kinds = {(o["kind"], o["metadata"]["name"].rsplit("-", 1)[0]) for o in rec.objects()}
+    assert {("RayJob", "lakehouse-example-ingest"), ("Job", "lakehouse-example-train"),
+            ("InferenceService", "iris")} <= kinds
+
+
+def test_kind_ci_builds_the_spark_image_with_iceberg():
+    name = ci.stack("spark")
+    try:
+        image = ci.spark_image(name)
+        assert image == "localhost/cnai/spark:4.0.4-iceberg1.10.1"
+        dry = subprocess.run(["make", "-n", "image-spark", "REGISTRY=localhost/cnai", f"PY={sys.executable}"],
+                             capture_output=True, text=True, cwd=ROOT, check=True).stdout
+        assert f"-t {image}" in dry
+    finally:
+        (ROOT / "stacks" / f"Pulumi.{name}.yaml").unlink()
 
 
 def test_kind_ci_builds_the_feast_image_that_make_builds_and_loads_it():

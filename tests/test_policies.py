@@ -193,3 +193,14 @@ def test_identifiers_and_secret_references_are_not_credentials():
                   {"name": "OAUTH_CLIENT_SECRET", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
                   {"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": "/var/run/token"}]}
     assert list(env_credentials(ok)) == []
+
+
+def test_secret_key_names_under_a_secret_reference_are_not_credentials():
+    """Polaris' chart names the keys of a referenced Secret (`storage.secret.awsSecretAccessKey:
+    AWS_SECRET_ACCESS_KEY`); the same field with a literal value outside a reference is flagged."""
+    rs = copy.deepcopy(resources("kind"))
+    values = find(rs, "kubernetes:helm.sh/v3:Release", "mlflow").props["values"]
+    values["storage"] = {"secret": {"name": "s3", "awsSecretAccessKey": "AWS_SECRET_ACCESS_KEY"}}
+    assert not run_rules(rs)["credentials-in-secrets"]
+    values["storage"] = {"awsSecretAccessKey": "wJalrXUtnFEMI"}
+    assert run_rules(rs)["credentials-in-secrets"]

@@ -4,6 +4,7 @@
     python -m tools.ci stack LAYER       # writes stacks/Pulumi.ci-LAYER.yaml, prints the stack name
     python -m tools.ci summary STACK     # markdown: requested resources per layer (job summary)
     python -m tools.ci feast-image STACK # the images/feast tag to build and load, or nothing
+    python -m tools.ci spark-image STACK # the images/spark tag to build and load, or nothing
     python -m tools.ci stacks            # JSON list of the stack files (the render workflow's matrix)
     python -m tools.ci scan-matrix FILE… # JSON list of {image, slug}: the images `make render` listed, once each
 
@@ -28,6 +29,10 @@ from modules.shared.versions import ROOT
 # GitHub-hosted runners cannot run these on kind: no node groups to scale.
 NOT_ON_KIND = {"cluster-autoscaler"}
 GPU_SCHEDULING = {"kueue", "jupyterhub", "kserve", "trainer"}
+# Layers whose job runs with more than their requirements: Spark and Ray queue through Kueue; the lakehouse
+# job runs the whole data example (Ray writes the table, training logs to MLflow, KServe serves the model).
+DATA_CHAIN = {"spark": {"kueue", "lakehouse"}, "ray": {"kueue", "lakehouse"},
+              "lakehouse": {"kueue", "ray", "mlflow", "kserve"}}
 # Host-built images are tagged here and copied into the kind nodes (cnai:kind.loadImages).
 CI_REGISTRY = "localhost/cnai"
 
@@ -56,13 +61,16 @@ def stack_config(name: str) -> dict:
 
     base = yaml.safe_load((ROOT / "stacks" / "Pulumi.kind.yaml").read_text())
     config = dict(base["config"])
-    wanted = set(requirements(name)) | {"teams"}
+    wanted = {r for n in (name, *sorted(DATA_CHAIN.get(name, ()))) for r in requirements(n)} | {"teams"}
     layers_cfg: dict[str, dict] = {n: {"enabled": n in wanted} for n in LAYERS}
     if name == "kserve":
         layers_cfg["kserve"]["example"] = False  # the example model comes through MLflow
     if name == "postgres":
         layers_cfg["postgres"]["backups"] = False  # backups need the object-store layer's job
     config["cnai:layers"] = layers_cfg
+    if "lakehouse" in DATA_CHAIN.get(name, set()) | {name}:
+        # The data example's RayJob installs PyIceberg from PyPI (Ray runtime_env): the team needs egress.
+        config["cnai:teams"] = [{**t, "allowInternetEgress": True} for t in config["cnai:teams"]]
     config["cnai:kind"] = {**(config.get("cnai:kind") or {}), "clusterName": f"ci-{name}"}
     if name in GPU_SCHEDULING:
         config["cnai:gpu"] = {"enabled": True, "count": 2}
@@ -114,6 +122,22 @@ def feast_image(stack_name: str) -> str:
     return f"{CI_REGISTRY}/feast-feature-server:{tag}-fsspec"
 
 
+def spark_image(stack_name: str) -> str:
+    """The images/spark tag (as `make image-spark REGISTRY=localhost/cnai` builds it) for a kind stack that runs
+    Spark on the stock image, so CI exercises Spark with the Iceberg runtime."""
+    from engine.program import load_spec
+    from modules.shared.versions import VERSIONS
+    from tools.harness import stack_config as flat_config
+
+    flat, secrets = flat_config(stack_name)
+    spec = load_spec(flat, stack_name, secrets)
+    spark = spec.layer("spark")
+    if spec.environment != "kind" or not spark.enabled or spark.image:
+        return ""
+    tag = VERSIONS.images["spark"].split("@", 1)[0].rsplit(":", 1)[1]
+    return f"{CI_REGISTRY}/spark:{tag}-iceberg{VERSIONS.components['iceberg']}"
+
+
 def scan_matrix(files: list[str]) -> list[dict[str, str]]:
     """One entry per image across the stacks' image lists; `slug` names its SBOM artifact."""
     from pathlib import Path
@@ -132,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("stack")
     f = sub.add_parser("feast-image")
     f.add_argument("stack")
+    si = sub.add_parser("spark-image")
+    si.add_argument("stack")
     sub.add_parser("stacks")
     i = sub.add_parser("scan-matrix")
     i.add_argument("files", nargs="+")
@@ -151,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(scan_matrix(args.files)))
     elif args.cmd == "feast-image":
         print(feast_image(args.stack))
+    elif args.cmd == "spark-image":
+        print(spark_image(args.stack))
     else:
         print(summary(args.stack))
     return 0

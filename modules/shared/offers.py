@@ -124,8 +124,8 @@ class Metrics(Protocol):
 class Lakehouse(Protocol):
     """The Iceberg REST catalog and its SQL engine (lakehouse layer), as workloads in team namespaces see them.
     Each team namespace holds the client Secret `client_secret` (its catalog principal's credential, its
-    Iceberg namespace and, where the store takes keys, the client identity's S3 keys) and, on clouds, the
-    ServiceAccount `client_service_account` bound to the client identity."""
+    Iceberg namespace and, where the store takes keys, the client identity's S3 keys) and the ServiceAccount
+    `client_service_account` (bound to the client identity on clouds)."""
 
     @property
     def catalog_uri(self) -> str:
@@ -153,6 +153,28 @@ class Lakehouse(Protocol):
         credentials by reference to the namespace's client Secret (optional: pods elsewhere still start)."""
 
 
+class RayRuntime(Protocol):
+    """KubeRay (ray layer): RayJobs and RayClusters in team namespaces."""
+
+    @property
+    def ray_image(self) -> str:
+        """The pinned Ray image (its tag is the Ray version RayClusters declare)."""
+
+
+class ModelServing(Protocol):
+    """KServe (kserve layer): InferenceServices in team namespaces, models read from the MLflow bucket."""
+
+    @property
+    def model_service_account(self) -> str:
+        """The ServiceAccount in every team namespace whose identity reads models from the buckets."""
+
+    def model_uri(self, path: str) -> str:
+        """The storage URI of a model MLflow wrote at `mlflow-artifacts:/<path>`."""
+
+    def example_annotations(self) -> dict[str, str]:
+        """How a small example InferenceService deploys (mode, autoscaling) on this platform."""
+
+
 class Queueing(Protocol):
     """Quota-based admission (kueue layer)."""
 
@@ -173,4 +195,4 @@ class TeamDirectory(Protocol):
 
 
 OFFERS: tuple[type, ...] = (BucketStore, Database, Tracking, FeatureClient, PipelinesApi, Metrics, Queueing,
-                            TeamDirectory, Lakehouse)
+                            TeamDirectory, Lakehouse, RayRuntime, ModelServing)
