@@ -34,7 +34,16 @@ from modules.shared.gpus import GPU_CLAIM_TEMPLATE
 from modules.shared.k8s import resources, secret
 from modules.shared.labels import MANAGED_BY, PLATFORM_LABEL, TEAM_LABEL
 from modules.shared.markers import Generated
-from modules.shared.offers import BucketStore, FeatureClient, Lakehouse, Metrics, PipelinesApi, Queueing, Tracking
+from modules.shared.offers import (
+    BucketStore,
+    FeatureClient,
+    Lakehouse,
+    Metrics,
+    PipelinesApi,
+    Queueing,
+    RayRuntime,
+    Tracking,
+)
 from modules.shared.parts import KubeObject, Workload
 
 FEAST_CONFIG = "feast-client"
@@ -243,6 +252,12 @@ class JupyterHub(Layer):
             # namespace's client Secret, optional: the jupyterhub namespace has none).
             for var in lakehouse.client_env():
                 env[var["name"]] = var["value"] if "value" in var else {"valueFrom": var["valueFrom"]}
+        ray = self.peers.get(RayRuntime)
+        if ray is not None:
+            # The Ray image and version RayClusters a notebook starts must use (its own Ray client must match);
+            # jobs go to a cluster's head: `ray job submit --address http://<cluster>-head-svc:8265 ...`.
+            env["RAY_IMAGE"] = ray.ray_image
+            env["RAY_VERSION"] = ray.ray_image.split("@", 1)[0].rsplit(":", 1)[1]
         metrics = self.peers.get(Metrics)
         if metrics is not None and metrics.otlp_endpoint:
             # OpenTelemetry SDKs (and MLflow tracing) export to the platform's collector over gRPC.

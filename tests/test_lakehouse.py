@@ -381,3 +381,11 @@ def test_feast_on_trino_without_what_it_needs_is_refused(feast, message):
     overrides["cnai:layers"]["feast"] = feast
     with pytest.raises(ConfigError, match=f"^cnai:layers.feast.offlineStore: {message}"):
         run("kind", overrides)
+
+
+def test_notebooks_get_the_ray_image_their_client_must_match():
+    overrides = with_lakehouse("kind")
+    overrides["cnai:layers"]["ray"] = {"enabled": True}
+    env = values_of(evaluate("kind", overrides), "jupyterhub")["singleuser"]["extraEnv"]
+    assert env["RAY_IMAGE"] == "docker.io/rayproject/ray:2.55.0" and env["RAY_VERSION"] == "2.55.0"
+    assert "RAY_IMAGE" not in values_of(evaluate("kind"), "jupyterhub")["singleuser"]["extraEnv"]
