@@ -175,6 +175,29 @@ class ModelServing(Protocol):
         """How a small example InferenceService deploys (mode, autoscaling) on this platform."""
 
 
+class VectorStore(Protocol):
+    """Vector search for team workloads (vectors layer): a database with pgvector per team in the platform's
+    PostgreSQL. Each team namespace holds Secret `client_secret` with the team's connection settings."""
+
+    @property
+    def client_secret(self) -> str: ...
+
+    def team_database(self, team: Team) -> str:
+        """The team's database (its role has the same name)."""
+
+    def client_env(self) -> list[dict[str, Any]]:
+        """EnvVars for clients in a team namespace: `PGVECTOR_HOST`, `PGVECTOR_PORT`, `PGVECTOR_DATABASE`,
+        `PGVECTOR_USER`, `PGVECTOR_PASSWORD` and `PGVECTOR_URL` (postgresql://...), by reference to the namespace's
+        Secret (optional: pods elsewhere still start)."""
+
+
+class EventAutoscaling(Protocol):
+    """KEDA (keda layer): ScaledObjects scale workloads on external metrics (Prometheus queries)."""
+
+    @property
+    def keda_namespace(self) -> str: ...
+
+
 class Queueing(Protocol):
     """Quota-based admission (kueue layer)."""
 
@@ -195,4 +218,4 @@ class TeamDirectory(Protocol):
 
 
 OFFERS: tuple[type, ...] = (BucketStore, Database, Tracking, FeatureClient, PipelinesApi, Metrics, Queueing,
-                            TeamDirectory, Lakehouse, RayRuntime, ModelServing)
+                            TeamDirectory, Lakehouse, RayRuntime, ModelServing, VectorStore, EventAutoscaling)
