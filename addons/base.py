@@ -102,6 +102,10 @@ class Layer:
         """PostgreSQL databases this layer uses with these options (a role of the same name owns each)."""
         return self.databases
 
+    def database_extensions(self) -> dict[str, tuple[str, ...]]:
+        """PostgreSQL extensions this layer needs in its databases (database -> extension names, e.g. `vector`)."""
+        return {}
+
     def service_accounts(self) -> tuple[tuple[str, str], ...]:
         """(namespace, ServiceAccount) pairs its cloud-reaching pods run as."""
         return ()

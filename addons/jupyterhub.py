@@ -38,11 +38,13 @@ from modules.shared.offers import (
     BucketStore,
     FeatureClient,
     Lakehouse,
+    LlmServing,
     Metrics,
     PipelinesApi,
     Queueing,
     RayRuntime,
     Tracking,
+    VectorStore,
 )
 from modules.shared.parts import KubeObject, Workload
 
@@ -252,6 +254,11 @@ class JupyterHub(Layer):
             # namespace's client Secret, optional: the jupyterhub namespace has none).
             for var in lakehouse.client_env():
                 env[var["name"]] = var["value"] if "value" in var else {"valueFrom": var["valueFrom"]}
+        for offer in (LlmServing, VectorStore):
+            # The team's LLM endpoints and pgvector database, by reference to its namespace's ConfigMap and Secret.
+            peer = self.peers.get(offer)
+            for var in peer.client_env() if peer is not None else ():
+                env[var["name"]] = {"valueFrom": var["valueFrom"]}
         ray = self.peers.get(RayRuntime)
         if ray is not None:
             # The Ray image and version RayClusters a notebook starts must use (its own Ray client must match);
@@ -319,6 +326,10 @@ class JupyterHub(Layer):
         if self.peers.get(FeatureClient):
             extra_volumes.append({"name": "feast", "configMap": {"name": FEAST_CONFIG}})
             extra_mounts.append({"name": "feast", "mountPath": "/etc/feast", "readOnly": True})
+        if self.peers.get(LlmServing):
+            # The RAG example's notebook and documents, where the team has the example (optional elsewhere).
+            extra_volumes.append({"name": "rag-example", "configMap": {"name": "rag-example", "optional": True}})
+            extra_mounts.append({"name": "rag-example", "mountPath": "/opt/cnai/examples/rag", "readOnly": True})
         return {
             "hub": {
                 "config": config,

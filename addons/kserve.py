@@ -79,7 +79,9 @@ class KServe(Layer):
     description = "Model serving: InferenceServices with runtimes for scikit-learn, MLflow, Hugging Face and more."
     core = True
     requires = ("cert-manager",)
-    after = {"object-store": "objects", "mlflow": "objects", "teams": "objects", "observability": "objects"}
+    # KServe's controller watches KEDA's ScaledObjects only if their CRD exists when it starts: after keda.
+    after = {"object-store": "objects", "mlflow": "objects", "teams": "objects", "observability": "objects",
+             "keda": "install"}
     buckets = {"mlflow": "ro"}
     offers = (ModelServing,)
     extra_charts = ("kserve-crd", "kserve-resources", "kserve-runtime-configs", "knative-operator")

@@ -102,6 +102,21 @@ DASHBOARDS = {
         _panel("Evicted workloads (1h)", "sum by (cluster_queue, reason) (increase(kueue_evicted_workloads_total[1h]))",
                "{{cluster_queue}} {{reason}}", "short", 12, 24),
     ]),
+    # vLLM's metrics (the llm layer's GPU models; labels model_name = the InferenceService, namespace).
+    "cnai-llm": _dashboard("cnai-llm", "CNAI / LLM serving", [
+        _panel("Generated tokens/s", "sum by (namespace, model_name) (rate(vllm:generation_tokens_total[1m]))",
+               "{{namespace}}/{{model_name}}", "short", 0, 0),
+        _panel("Time to first token (p95)", "histogram_quantile(0.95, sum by (le, namespace, model_name) "
+               "(rate(vllm:time_to_first_token_seconds_bucket[5m])))", "{{namespace}}/{{model_name}}", "s", 12, 0),
+        _panel("Requests waiting (queue depth)", "sum by (namespace, model_name) (vllm:num_requests_waiting)",
+               "{{namespace}}/{{model_name}} waiting", "short", 0, 8),
+        _panel("Requests running", "sum by (namespace, model_name) (vllm:num_requests_running)",
+               "{{namespace}}/{{model_name}} running", "short", 12, 8),
+        _panel("GPU KV cache usage", "max by (namespace, model_name) (vllm:kv_cache_usage_perc)",
+               "{{namespace}}/{{model_name}}", "percentunit", 0, 16),
+        _panel("Prompt tokens/s", "sum by (namespace, model_name) (rate(vllm:prompt_tokens_total[1m]))",
+               "{{namespace}}/{{model_name}}", "short", 12, 16),
+    ]),
     "cnai-platform": _dashboard("cnai-platform", "CNAI / Platform layers", [
         _panel("Available replicas by namespace", "sum by (namespace) (kube_deployment_status_replicas_available)",
                "{{namespace}}", "short", 0, 0),

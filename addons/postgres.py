@@ -5,6 +5,9 @@ The CloudNativePG operator (upstream chart, CRDs included) runs in the layer's n
 on production, on the default StorageClass. Each enabled layer that declares `databases` gets a
 login role and a `Database` it owns; the role's password is generated (pulumi-random) into a
 `kubernetes.io/basic-auth` Secret. Consumers copy it into their namespace from the generated value.
+Extensions a layer asks for in its databases (`database_extensions()`, e.g. pgvector's `vector`) are listed
+in each `Database`, and the cluster then runs CloudNativePG's `standard` image (the `minimal` one ships
+only PostgreSQL's own contrib extensions).
 
 Backups (`backups: true`, default): the Barman Cloud plugin (CNPG-I; the in-tree `barmanObjectStore`
 is deprecated in 1.30 and removed in 1.31) archives WAL continuously and takes a daily base backup
@@ -14,8 +17,9 @@ cluster's workload identity on the clouds. The plugin's TLS comes from cert-mana
 Managed (`managed: true`, on clusters whose capabilities offer it: RDS on EKS, Cloud SQL on GKE):
 the cluster module creates the instance (private, encrypted, backed up by the cloud) with a
 generated admin password; this layer then runs no operator and no in-cluster database, only a Job
-that creates the same per-layer roles and databases there. Consumers see the same interface
-(`host`, `port`, `password(db)`), the host being the instance's private address.
+that creates the same per-layer roles and databases there, and the extensions in them as the admin.
+Consumers see the same interface (`host`, `port`, `password(db)`), the host being the instance's private
+address.
 
 Over 300 lines: a layer is one file, and this one has two modes (CloudNativePG in the cluster, a
 cloud's managed instance) plus continuous backups.
@@ -134,6 +138,20 @@ class Postgres(Layer):
     def database_names(self) -> list[str]:
         return sorted({db for layer in self.peers for db in layer.database_needs()})
 
+    def extensions(self) -> dict[str, tuple[str, ...]]:
+        """Database -> the extensions the enabled layers ask for in it (`Layer.database_extensions()`)."""
+        wanted: dict[str, set[str]] = {}
+        for layer in self.peers:
+            for db, names in layer.database_extensions().items():
+                wanted.setdefault(db, set()).update(names)
+        return {db: tuple(sorted(names)) for db, names in sorted(wanted.items()) if names}
+
+    @property
+    def image(self) -> str:
+        """The instances' image: CloudNativePG's `standard` (pgvector, PGAudit, failover slots) when a layer asks
+        for an extension, else `minimal`. Switching rolls the cluster's instances."""
+        return VERSIONS.images["postgresql-standard" if self.extensions() else "postgresql"]
+
     @staticmethod
     def secret_name(database: str) -> str:
         """The role's basic-auth Secret (Kubernetes names allow no underscore; PostgreSQL names do)."""
@@ -233,8 +251,11 @@ class Postgres(Layer):
         out.append(KubeObject({"apiVersion": "v1", "kind": "ConfigMap",
                                "metadata": {"name": f"{CLUSTER}-roles", "namespace": ns, "labels": labels},
                                "data": {"roles.sh": script}}))
-        # A new name whenever the roles or the script change: a Job's pod template cannot be updated.
-        digest = hashlib.sha256((" ".join(dbs) + script).encode()).hexdigest()[:8]
+        extensions = {db: exts for db, exts in self.extensions().items() if db in dbs}
+        # A new name whenever the roles, their extensions or the script change: a Job's pod template cannot be
+        # updated.
+        wanted = "".join(f" {db}:{','.join(exts)}" for db, exts in extensions.items())
+        digest = hashlib.sha256((" ".join(dbs) + wanted + script).encode()).hexdigest()[:8]
         admin = lambda key: {"secretKeyRef": {"name": ADMIN_SECRET, "key": key}}  # noqa: E731
         env = [{"name": "PGHOST", "valueFrom": admin("host")}, {"name": "PGUSER", "valueFrom": admin("username")},
                {"name": "PGPASSWORD", "valueFrom": admin("password")}, {"name": "PGDATABASE", "value": "postgres"},
@@ -242,6 +263,7 @@ class Postgres(Layer):
                {"name": "ROLES", "value": " ".join(dbs)}]
         env += [{"name": f"PASSWORD_{db.upper()}",
                  "valueFrom": {"secretKeyRef": {"name": self.secret_name(db), "key": "password"}}} for db in dbs]
+        env += [{"name": f"EXTENSIONS_{db.upper()}", "value": " ".join(exts)} for db, exts in extensions.items()]
         job = {
             "apiVersion": "batch/v1", "kind": "Job",
             "metadata": {"name": f"{CLUSTER}-roles-{digest}", "namespace": ns, "labels": labels},
@@ -290,7 +312,7 @@ class Postgres(Layer):
             "apiVersion": API, "kind": "Cluster", "metadata": meta(CLUSTER),
             "spec": {
                 "instances": self.instances,
-                "imageName": VERSIONS.images["postgresql"],
+                "imageName": self.image,
                 "storage": storage,
                 "resources": resources(*size["instance"]),
                 "enablePDB": self.instances > 1,
@@ -301,13 +323,16 @@ class Postgres(Layer):
         # The cluster holds every layer's data: where the profile protects state, `pulumi destroy` must be deliberate.
         out.append(KubeObject(cluster, phase="after-install", protect=self.profile.protect_state,
                               wait_for=tuple(o.ref for o in out)))
+        extensions = self.extensions()
         for db in self.database_names():
-            out.append(KubeObject({
-                "apiVersion": API, "kind": "Database", "metadata": meta(f"{self.secret_name(db)}-db"),
-                # retain: deleting the resource keeps the data; dropping a database is a manual act.
-                "spec": {"name": db, "owner": db, "cluster": {"name": CLUSTER}, "ensure": "present",
-                         "databaseReclaimPolicy": "retain"},
-            }, phase="after-install", wait_for=(ref(cluster),)))
+            # retain: deleting the resource keeps the data; dropping a database is a manual act.
+            spec: dict[str, Any] = {"name": db, "owner": db, "cluster": {"name": CLUSTER}, "ensure": "present",
+                                    "databaseReclaimPolicy": "retain"}
+            if extensions.get(db):  # created by the operator as superuser, at the image's default version
+                spec["extensions"] = [{"name": e, "ensure": "present"} for e in extensions[db]]
+            database = {"apiVersion": API, "kind": "Database", "metadata": meta(f"{self.secret_name(db)}-db"),
+                        "spec": spec}
+            out.append(KubeObject(database, phase="after-install", wait_for=(ref(cluster),)))
         if self.options.backups:
             out.append(KubeObject({
                 "apiVersion": API, "kind": "ScheduledBackup",
@@ -320,4 +345,5 @@ class Postgres(Layer):
 
     def outputs(self) -> dict[str, Any]:
         return {"host": self.host, "port": PORT, "databases": self.database_names(),
+                "extensions": {db: list(exts) for db, exts in self.extensions().items()},
                 "mode": "managed" if self.managed else "cloudnative-pg"}

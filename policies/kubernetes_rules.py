@@ -98,6 +98,46 @@ def no_load_balancers(rs):
                 yield r.urn, f"release {r.name}: {path} is LoadBalancer"
 
 
+_DRA_GPUS = "gpu.nvidia.com.deviceclass.resource.k8s.io/devices"
+
+
+@rule("inference-gpus-within-quota", "InferenceServices ask, at their maximum replicas, for no more GPUs than "
+                                     "their namespace's ResourceQuota allows (a team cannot outgrow its quota).")
+def inference_gpus_within_quota(rs):
+    hard: dict[str, dict[str, Any]] = {}
+    for q in objects(rs, "ResourceQuota"):
+        for key, value in ((q.props.get("spec") or {}).get("hard") or {}).items():
+            hard.setdefault(q.meta.get("namespace", ""), {})[key] = value
+    for isvc in objects(rs, "InferenceService"):
+        predictor = (isvc.props.get("spec") or {}).get("predictor") or {}
+        model = predictor.get("model") or {}
+        limits = (model.get("resources") or {}).get("limits") or {}
+        replicas = int(predictor.get("maxReplicas") or predictor.get("minReplicas") or 1)
+        asked = {f"requests.{k}": int(v) for k, v in limits.items() if k.startswith("nvidia.com/")}
+        if predictor.get("resourceClaims"):
+            asked[_DRA_GPUS] = len(predictor["resourceClaims"])
+        ns = isvc.meta.get("namespace", "")
+        for key, per_pod in asked.items():
+            allowed = hard.get(ns, {}).get(key)
+            if allowed is None or per_pod * replicas > int(allowed):
+                yield isvc.urn, (f"InferenceService {ns}/{isvc.meta.get('name')}: {per_pod} GPU(s) x {replicas} "
+                                 f"replica(s) but the namespace's quota allows {allowed if allowed else 'none'} "
+                                 f"({key})")
+
+
+@rule("inference-runtime-pinned", "InferenceServices name their serving runtime (no auto-selection by model format) "
+                                  "and any runtime version override is an exact version.")
+def inference_runtime_pinned(rs):
+    for isvc in objects(rs, "InferenceService"):
+        model = (((isvc.props.get("spec") or {}).get("predictor") or {}).get("model") or {})
+        name = f"InferenceService {isvc.meta.get('namespace', '')}/{isvc.meta.get('name')}"
+        if not model.get("runtime"):
+            yield isvc.urn, f"{name}: names no runtime (KServe would pick one by model format)"
+        version = model.get("runtimeVersion")
+        if version is not None and (not version or version == "latest" or not re.search(r"\d", str(version))):
+            yield isvc.urn, f"{name}: runtimeVersion {version!r} is not an exact version"
+
+
 def _walk(value: Any, prefix: str = ""):
     if isinstance(value, dict):
         for k, v in value.items():

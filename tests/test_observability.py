@@ -30,7 +30,7 @@ def test_dashboards_cover_gpus_queues_and_layers():
     rec = evaluate("kind")
     maps = {o["metadata"]["name"]: o for o in rec.objects() if o["kind"] == "ConfigMap"
             and o["metadata"].get("labels", {}).get("grafana_dashboard") == "1"}
-    assert set(maps) == {"cnai-gpu", "cnai-kueue", "cnai-platform"}
+    assert set(maps) == {"cnai-gpu", "cnai-kueue", "cnai-llm", "cnai-platform"}
     exprs = " ".join(t["expr"] for m in maps.values() for d in m["data"].values()
                      for p in json.loads(d)["panels"] for t in p["targets"])
     for metric in ("DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED", "kueue_pending_workloads",

@@ -120,6 +120,18 @@ def _break_database(rs):
     find(rs, "aws:rds/instance:Instance").props["publiclyAccessible"] = True
 
 
+def _isvc_model(rs):
+    return find(rs, "kubernetes:serving.kserve.io/v1beta1:InferenceService").props["spec"]["predictor"]["model"]
+
+
+def _break_inference_gpus(rs):
+    _isvc_model(rs)["resources"]["limits"]["nvidia.com/gpu"] = "1"
+
+
+def _break_inference_runtime(rs):
+    _isvc_model(rs).pop("runtime")
+
+
 def _break_protect(rs):
     find(rs, "aws:s3/bucket:Bucket").protect = False
 
@@ -133,6 +145,8 @@ BROKEN = {
     "no-load-balancers": ("kind", _break_lb),
     "teams-isolated": ("kind", _break_team),
     "credentials-in-secrets": ("kind", _break_credentials),
+    "inference-gpus-within-quota": ("kind", _break_inference_gpus),
+    "inference-runtime-pinned": ("kind", _break_inference_runtime),
     "values-images-pinned": ("kind", _break_values_image),
     "env-credentials-in-secrets": ("kind", _break_env_credential),
     "s3-encrypted": ("eks",

@@ -6,6 +6,12 @@ a throwaway local server and runs addons/assets/postgres-roles.sh with the envir
 eks stack plans (every variable the Job sets, Secrets resolved to their mock values). Since
 PostgreSQL 16, `CREATE DATABASE ... OWNER r` needs membership in `r`, which is what the script's
 `GRANT` provides. Only TLS is off here (`PGSSLMODE=disable`): the local server has no certificate.
+
+With the vectors layer on, the Job also creates pgvector (`EXTENSIONS_<ROLE>=vector`) in each team's database.
+pgserver's build ships pgvector (0.6.2 in pgserver 0.1.4; the tests skip, saying so, on a build without it).
+pgvector is not a trusted extension, so the admin must be allowed more than a database owner: a superuser
+here (RDS's rds_superuser and Cloud SQL's cloudsqlsuperuser cannot be reproduced locally); a plain
+CREATEROLE CREATEDB admin must fail with PostgreSQL's reason and the script's own line.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import pytest
 
 from addons.postgres import ROLES_SCRIPT
 from tests.conftest import evaluate, secret_data
+from tests.test_vectors import with_vectors
 from tools.harness import normalize
 
 pgserver = pytest.importorskip("pgserver._commands", reason="pgserver (PostgreSQL binaries) is in requirements-dev.txt")
@@ -165,3 +172,57 @@ def test_role_job_rotates_a_password(server):
     assert run_script(rotated).returncode == 0
     assert psql(server, "mlflow", old + "-rotated", "SELECT 1", db="mlflow").returncode == 0
     assert psql(server, "mlflow", old, "SELECT 1", db="mlflow").returncode != 0
+
+
+# -- extensions (the vectors layer asks for pgvector in each team's database) ---------------------------------
+
+VECTOR_CONTROL = BIN.parent / "share" / "postgresql" / "extension" / "vector.control"
+needs_pgvector = pytest.mark.skipif(not VECTOR_CONTROL.exists(),
+                                    reason=f"this pgserver build ships no pgvector ({VECTOR_CONTROL} is missing)")
+
+
+def _vectors_env(server: str) -> dict[str, str]:
+    env = job_env(evaluate("eks", with_vectors("eks")), server)  # RDS; the vectors layer on
+    assert env["ROLES"].split() == ["feast", "mlflow", "vectors_research"]
+    assert env["EXTENSIONS_VECTORS_RESEARCH"] == "vector"
+    return env
+
+
+@needs_pgvector
+def test_role_job_creates_the_vector_extension_where_the_admin_may(server):
+    """pgvector is not a "trusted" extension: only a superuser, or RDS's rds_superuser / Cloud SQL's
+    cloudsqlsuperuser for the extensions the cloud supports, may create it. A local server has no such
+    cloud role, so the admin here is a superuser; what the test checks is the script's statement, its
+    database, its idempotency and that the team's role can use the type."""
+    env = _vectors_env(server)
+    admin, admin_pw = env["PGUSER"], env["PGPASSWORD"]
+    created = psql(server, "postgres", SUPERUSER_PASSWORD, f"CREATE ROLE {admin} LOGIN SUPERUSER PASSWORD '{admin_pw}'")
+    assert created.returncode == 0, created.stderr
+    for attempt in (1, 2):
+        done = run_script(env)
+        assert done.returncode == 0, f"run {attempt}: {done.stderr}"
+        assert "extension vector in database vectors_research: present" in done.stdout.splitlines()
+    role, pw = "vectors_research", env["PASSWORD_VECTORS_RESEARCH"]
+    version = psql(server, role, pw, "SELECT extversion FROM pg_extension WHERE extname = 'vector'", db=role)
+    assert version.returncode == 0 and version.stdout.strip(), version.stderr
+    nearest = psql(server, role, pw, "CREATE TABLE items (id int PRIMARY KEY, embedding vector(3)); "
+                                     "INSERT INTO items VALUES (1, '[1,2,3]'), (2, '[4,5,6]'); "
+                                     "SELECT id FROM items ORDER BY embedding <-> '[3,1,2]' LIMIT 1", db=role)
+    assert nearest.returncode == 0 and nearest.stdout.split()[-1] == "1", nearest.stderr
+    # only the database that asked for it has the extension
+    other = psql(server, admin, admin_pw, "SELECT count(*) FROM pg_extension WHERE extname = 'vector'", db="mlflow")
+    assert other.stdout.strip() == "0"
+
+
+@needs_pgvector
+def test_role_job_fails_clearly_when_the_admin_may_not_create_the_extension(server):
+    """A plain CREATEROLE CREATEDB admin (neither a superuser nor a cloud's superuser role) creates the roles and
+    databases, then stops at the extension with PostgreSQL's reason and the script's own line."""
+    env = _vectors_env(server)
+    admin, admin_pw = env["PGUSER"], env["PGPASSWORD"]
+    psql(server, "postgres", SUPERUSER_PASSWORD, f"CREATE ROLE {admin} LOGIN CREATEROLE CREATEDB PASSWORD '{admin_pw}'")
+    done = run_script(env)
+    assert done.returncode != 0
+    assert 'permission denied to create extension "vector"' in done.stderr
+    assert f"extension vector in database vectors_research: CREATE EXTENSION failed as {admin}" in done.stderr
+    assert "role and database vectors_research: ready" in done.stdout.splitlines()

@@ -32,7 +32,9 @@ GPU_SCHEDULING = {"kueue", "jupyterhub", "kserve", "trainer"}
 # Layers whose job runs with more than their requirements: Spark and Ray queue through Kueue; the lakehouse
 # job runs the whole data example (Ray writes the table, training logs to MLflow, KServe serves the model).
 DATA_CHAIN = {"spark": {"kueue", "lakehouse"}, "ray": {"kueue", "lakehouse"},
-              "lakehouse": {"kueue", "ray", "mlflow", "kserve"}}
+              "lakehouse": {"kueue", "ray", "mlflow", "kserve"},
+              # The GenAI path: tiny CPU models, KEDA on Prometheus, the RAG example with pgvector and MLflow.
+              "llm": {"kueue", "kserve", "keda", "observability", "vectors", "mlflow"}}
 # Host-built images are tagged here and copied into the kind nodes (cnai:kind.loadImages).
 CI_REGISTRY = "localhost/cnai"
 
@@ -65,11 +67,14 @@ def stack_config(name: str) -> dict:
     layers_cfg: dict[str, dict] = {n: {"enabled": n in wanted} for n in LAYERS}
     if name == "kserve":
         layers_cfg["kserve"]["example"] = False  # the example model comes through MLflow
-    if name == "postgres":
+    if name == "llm":
+        layers_cfg["kserve"]["example"] = False  # the GenAI path only: the laptop runs two models already
+    if "postgres" in wanted and "object-store" not in wanted:
         layers_cfg["postgres"]["backups"] = False  # backups need the object-store layer's job
     config["cnai:layers"] = layers_cfg
-    if "lakehouse" in DATA_CHAIN.get(name, set()) | {name}:
-        # The data example's RayJob installs PyIceberg from PyPI (Ray runtime_env): the team needs egress.
+    if {"lakehouse", "llm"} & (DATA_CHAIN.get(name, set()) | {name}):
+        # The data example's RayJob installs PyIceberg from PyPI (Ray runtime_env), the llm layer's download Jobs
+        # fetch models from the Hugging Face hub: the team needs egress.
         config["cnai:teams"] = [{**t, "allowInternetEgress": True} for t in config["cnai:teams"]]
     config["cnai:kind"] = {**(config.get("cnai:kind") or {}), "clusterName": f"ci-{name}"}
     if name in GPU_SCHEDULING:

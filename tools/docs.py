@@ -44,6 +44,7 @@ def manifests() -> str:
 def images() -> str:
     rows = [[f"`{k}`", f"`{v}`"] for k, v in sorted(VERSIONS.images.items())]
     rows += [[f"`{k}` (component)", f"`{v}`"] for k, v in sorted(VERSIONS.components.items())]
+    rows += [[f"`{k}` (model)", f"`{v}`"] for k, v in sorted(VERSIONS.models.items())]
     return _table(["Key", "Image / version"], rows)
 
 

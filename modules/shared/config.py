@@ -61,6 +61,8 @@ class PlatformSpec(Strict):
     objectStoreSecretAccessKey: SecretStr | None = None
     # Client secret of the OpenID Connect app JupyterHub logs in with (cnai:layers.jupyterhub.auth: oidc).
     oidcClientSecret: SecretStr | None = None
+    # Hugging Face access token for gated or private models (cnai:layers.llm); `pulumi config set --secret`.
+    hfToken: SecretStr | None = None
 
     @field_validator("kubernetesVersion")
     @classmethod
@@ -103,9 +105,9 @@ def spec_model(layers: dict[str, tuple[type[LayerOptions], bool]]) -> type[Platf
 _TOP_LEVEL = [k for k in PlatformSpec.model_fields if k != "stack"]
 
 
-_SCALARS = ("environment", "kubernetesVersion", "profile", "objectStoreSecretAccessKey", "oidcClientSecret")
+_SCALARS = ("environment", "kubernetesVersion", "profile", "objectStoreSecretAccessKey", "oidcClientSecret", "hfToken")
 # Keys that carry credentials: accepted only when stored encrypted (`pulumi config set --secret`).
-SECRET_KEYS = ("objectStoreSecretAccessKey", "oidcClientSecret")
+SECRET_KEYS = ("objectStoreSecretAccessKey", "oidcClientSecret", "hfToken")
 
 
 def read_config(raw: dict[str, Any], secret_keys: Any = None) -> dict[str, Any]:

@@ -174,6 +174,10 @@ class ModelServing(Protocol):
     def example_annotations(self) -> dict[str, str]:
         """How a small example InferenceService deploys (mode, autoscaling) on this platform."""
 
+    @property
+    def knative(self) -> bool:
+        """KServe runs in Knative mode (Knative Serving installed: scale to zero with an activator)."""
+
 
 class VectorStore(Protocol):
     """Vector search for team workloads (vectors layer): a database with pgvector per team in the platform's
@@ -198,6 +202,18 @@ class EventAutoscaling(Protocol):
     def keda_namespace(self) -> str: ...
 
 
+class LlmServing(Protocol):
+    """LLMs served by KServe (llm layer), as clients in team namespaces see them: ConfigMap `endpoints_config`
+    in each team namespace that has models holds the team's OpenAI-compatible endpoints."""
+
+    @property
+    def endpoints_config(self) -> str: ...
+
+    def client_env(self) -> list[dict[str, Any]]:
+        """EnvVars for clients: `OPENAI_BASE_URL` (the chat model's `/openai/v1`), `LLM_CHAT_MODEL`,
+        `LLM_EMBEDDING_BASE_URL`, `LLM_EMBEDDING_MODEL`, by reference to the namespace's ConfigMap (optional)."""
+
+
 class Queueing(Protocol):
     """Quota-based admission (kueue layer)."""
 
@@ -218,4 +234,5 @@ class TeamDirectory(Protocol):
 
 
 OFFERS: tuple[type, ...] = (BucketStore, Database, Tracking, FeatureClient, PipelinesApi, Metrics, Queueing,
-                            TeamDirectory, Lakehouse, RayRuntime, ModelServing, VectorStore, EventAutoscaling)
+                            TeamDirectory, Lakehouse, RayRuntime, ModelServing, VectorStore, EventAutoscaling,
+                            LlmServing)

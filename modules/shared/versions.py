@@ -51,6 +51,7 @@ class Versions:
     manifests: dict[str, ManifestSource]
     images: dict[str, str]
     components: dict[str, str]
+    models: dict[str, str]
     tools: dict[str, str]
     kind_node_images: dict[str, str]
     kubernetes_supported: tuple[str, ...]
@@ -83,6 +84,7 @@ def load(path: Path = ROOT / "versions.yaml") -> Versions:
         manifests=manifests,
         images=dict(data.get("images") or {}),
         components={k: str(v) for k, v in (data.get("components") or {}).items()},
+        models={k: str(v) for k, v in (data.get("models") or {}).items()},
         tools={k: str(v) for k, v in data["tools"].items()},
         kind_node_images={str(k): v for k, v in (data["kind"]["node_images"] or {}).items()},
         kubernetes_supported=tuple(str(v) for v in data["kubernetes"]["supported"]),
