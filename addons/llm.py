@@ -75,6 +75,8 @@ class LlmModel(Strict):
     team: str = Field("", description="team whose namespace serves it (default: the first team)")
     gpus: int = Field(0, ge=0, le=8, description="GPUs per replica: 0 serves on CPU with the Hugging Face backend, "
                                                  "1+ with vLLM")
+    gpuResource: str = Field("", description="the GPU resource `gpus` counts, where the cluster advertises several "
+                                             "(MIG all-balanced: nvidia.com/mig-<profile>); default: the smallest")
     maxModelLen: int | None = Field(None, ge=128, le=1_048_576, description="context length (tokens)")
     minReplicas: int = Field(1, ge=0, le=100, description="0: scale to zero (KServe in Knative mode)")
     maxReplicas: int = Field(1, ge=1, le=100)
@@ -157,6 +159,12 @@ class Llm(Layer):
             if m.gpus and not self.caps.gpus:
                 raise ConfigError(f"{where}.gpus: {m.gpus} GPU(s) but the cluster has none; use gpus: 0 (CPU) or "
                                   "enable cnai:gpu")
+            known = sorted(self.caps.gpu_resources())
+            if m.gpuResource and m.gpuResource not in known:
+                raise ConfigError(f"{where}.gpuResource: the cluster advertises no {m.gpuResource}; its GPU "
+                                  f"resources: {', '.join(known) or 'none'}")
+            if m.gpuResource and not m.gpus:
+                raise ConfigError(f"{where}.gpuResource: {m.gpuResource} but gpus is 0; set gpus: 1 or more")
             if m.minReplicas > m.maxReplicas:
                 raise ConfigError(f"{where}.minReplicas: {m.minReplicas} is above maxReplicas {m.maxReplicas}")
             serving = self.peers.get(ModelServing)
@@ -254,8 +262,9 @@ class Llm(Layer):
                 # KServe picks the -gpu image from GPU limits; claims are not limits.
                 model["runtimeVersion"] = f"{VERSIONS.chart('kserve-resources').version}-gpu"
             else:
-                res["requests"][c.gpu_resource] = str(m.gpus)
-                res["limits"][c.gpu_resource] = str(m.gpus)
+                gpu = m.gpuResource or c.gpu_resource
+                res["requests"][gpu] = str(m.gpus)
+                res["limits"][gpu] = str(m.gpus)
         model["resources"] = res
         annotations, scaling = self._autoscaling(m, ns)
         predictor.update(scaling)

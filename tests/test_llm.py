@@ -90,6 +90,24 @@ def test_gpu_stacks_serve_with_vllm_on_gpus():
     assert "nvidia.com/gpu" in existing  # MIG single strategy: slices are nvidia.com/gpu
 
 
+def test_a_model_picks_its_mig_slice_where_the_cluster_advertises_several():
+    mig = {"enabled": True, "count": 8, "model": "NVIDIA-A100-SXM4-80GB",
+           "sharing": {"mode": "mig", "migStrategy": "mixed", "migProfile": "all-balanced"}}
+    teams = [{"name": "research", "owner": "r@example.com",
+              "quota": {"gpuResources": {"nvidia.com/mig-3g.40gb": 2, "nvidia.com/mig-1g.10gb": 4}}}]
+    models = [{"name": "chat", "source": "hf://Qwen/Qwen2.5-7B-Instruct", "gpus": 1,
+               "gpuResource": "nvidia.com/mig-3g.40gb", "maxReplicas": 2},
+              {"name": "small", "source": "hf://Qwen/Qwen2.5-1.5B-Instruct", "gpus": 1}]
+    rec = llm("existing", {"cnai:gpu": mig, "cnai:teams": teams}, llm={"enabled": True, "models": models})
+    limits = {n: i["spec"]["predictor"]["model"]["resources"]["limits"] for n, i in isvcs(rec).items()}
+    assert limits["chat"]["nvidia.com/mig-3g.40gb"] == "1" and "nvidia.com/gpu" not in limits["chat"]
+    assert limits["small"]["nvidia.com/mig-1g.10gb"] == "1"  # the default: the smallest slice
+    with pytest.raises(ConfigError, match=r"^cnai:layers.llm.models\[0\].gpuResource: the cluster advertises no "
+                                          "nvidia.com/mig-7g.80gb; its GPU resources: nvidia.com/mig-1g.10gb, "):
+        run("existing", {"cnai:gpu": mig, "cnai:teams": teams, "cnai:layers": layers("existing", llm={
+            "enabled": True, "models": [{**models[0], "gpuResource": "nvidia.com/mig-7g.80gb"}]})})
+
+
 def test_dra_gpus_come_as_claims_and_the_gpu_image_is_asked_for():
     rec = llm("kind-gpu", {"cnai:gpu": {"enabled": True, "count": 2, "allocation": "dra"}})
     predictor = isvcs(rec)["chat"]["spec"]["predictor"]
@@ -172,6 +190,8 @@ def test_models_from_the_object_store_read_the_models_bucket():
     ([{"name": "chat", "source": "hf://a/b", "minReplicas": 3, "maxReplicas": 2}],
      r"models\[0\].minReplicas: 3 is above maxReplicas 2"),
     ([{"name": "chat", "source": "https://example.com/model"}], r"models\[0\].source"),
+    ([{"name": "chat", "source": "hf://a/b", "gpuResource": "nvidia.com/gpu"}],
+     r"models\[0\].gpuResource: the cluster advertises no nvidia.com/gpu; its GPU resources: none"),
 ])
 def test_bad_models_are_refused_in_one_line(models, message):
     with pytest.raises(ConfigError, match=f"^cnai:layers.llm.{message}"):
