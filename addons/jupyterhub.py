@@ -159,10 +159,8 @@ class JupyterHub(Layer):
             if p.gpus and not spec.gpu.enabled:
                 raise ConfigError(f"cnai:layers.jupyterhub.profiles[{i}].gpus: {p.gpus} GPU(s) but cnai:gpu.enabled "
                                   "is false")
-            known = sorted(self.caps.gpu_resources())
-            if p.gpuResource and p.gpuResource not in known:
-                raise ConfigError(f"cnai:layers.jupyterhub.profiles[{i}].gpuResource: the cluster advertises no "
-                                  f"{p.gpuResource}; its GPU resources: {', '.join(known) or 'none'}")
+            self.caps.check_gpu_resources(f"cnai:layers.jupyterhub.profiles[{i}].gpuResource",
+                                          [p.gpuResource] if p.gpuResource else [])
         slugs = [p.slug for p in opts.profiles or ()]
         dup = next((s for s in slugs if slugs.count(s) > 1), None)
         if dup:

@@ -159,10 +159,7 @@ class Llm(Layer):
             if m.gpus and not self.caps.gpus:
                 raise ConfigError(f"{where}.gpus: {m.gpus} GPU(s) but the cluster has none; use gpus: 0 (CPU) or "
                                   "enable cnai:gpu")
-            known = sorted(self.caps.gpu_resources())
-            if m.gpuResource and m.gpuResource not in known:
-                raise ConfigError(f"{where}.gpuResource: the cluster advertises no {m.gpuResource}; its GPU "
-                                  f"resources: {', '.join(known) or 'none'}")
+            self.caps.check_gpu_resources(f"{where}.gpuResource", [m.gpuResource] if m.gpuResource else [])
             if m.gpuResource and not m.gpus:
                 raise ConfigError(f"{where}.gpuResource: {m.gpuResource} but gpus is 0; set gpus: 1 or more")
             if m.minReplicas > m.maxReplicas:

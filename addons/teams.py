@@ -46,11 +46,7 @@ class Teams(Layer):
             if (team.quota.gpu or team.quota.gpuResources) and not spec.gpu.enabled:
                 raise ConfigError(f"cnai:teams[{i}].quota.gpu: {team.quota.gpu} GPU(s) requested but "
                                   "cnai:gpu.enabled is false; set the GPU quota to 0 or enable GPUs")
-            known = sorted(self.caps.gpu_resources())
-            unknown = sorted(set(team.quota.gpuResources) - set(known))
-            if unknown:
-                raise ConfigError(f"cnai:teams[{i}].quota.gpuResources: the cluster advertises no "
-                                  f"{', '.join(unknown)}; its GPU resources: {', '.join(known) or 'none'}")
+            self.caps.check_gpu_resources(f"cnai:teams[{i}].quota.gpuResources", team.quota.gpuResources)
             if team.quota.gpu and self.caps.gpu_resource in team.quota.gpuResources:
                 raise ConfigError(f"cnai:teams[{i}].quota: gpu and gpuResources both set "
                                   f"{self.caps.gpu_resource}; give it once")

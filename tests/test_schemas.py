@@ -13,6 +13,7 @@ from engine.program import load_spec
 from modules.shared import upstream
 from tests.conftest import evaluate, needs_upstream
 from tools.harness import normalize, stack_config, stacks
+from tools.rendered import strict  # the one structural-schema -> JSON schema conversion
 
 
 def crd_schema(api_version: str, kind: str) -> dict | None:
@@ -22,24 +23,6 @@ def crd_schema(api_version: str, kind: str) -> dict | None:
 def is_custom(obj: dict) -> bool:
     group = obj["apiVersion"].rpartition("/")[0]
     return upstream.pinned_crd(group, obj["kind"]) is not None
-
-
-def strict(schema):
-    """Structural schema -> JSON schema that rejects unknown fields and honours int-or-string."""
-    if isinstance(schema, list):
-        return [strict(s) for s in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out = {k: strict(v) if k in ("items", "additionalProperties", "anyOf", "oneOf", "allOf") else v
-           for k, v in schema.items() if k != "properties"}
-    if "properties" in schema:
-        out["properties"] = {k: strict(v) for k, v in schema["properties"].items()}
-        if "additionalProperties" not in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
-            out["additionalProperties"] = False
-    if schema.get("x-kubernetes-int-or-string"):
-        out.pop("type", None)
-        out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
-    return out
 
 
 def objects():

@@ -166,6 +166,14 @@ class Capabilities:
             return {f"nvidia.com/mig-{p}": self.gpus * n for p, n in sorted(layout.items())}
         return {GPU_RESOURCE: self.gpus}
 
+    def check_gpu_resources(self, key: str, resources: Any) -> None:
+        """Refuse, naming config `key`, GPU resources the cluster does not advertise."""
+        known = sorted(self.gpu_resources())
+        unknown = sorted(set(resources) - set(known))
+        if unknown:
+            raise ConfigError(f"{key}: the cluster advertises no {', '.join(unknown)}; its GPU resources: "
+                              f"{', '.join(known) or 'none'}")
+
     def gpu_quota(self, quota: Any) -> dict[str, int]:
         """A team's GPUs by the resources the cluster advertises: `quota.gpuResources` where given, else
         `quota.gpu` of the primary resource (`gpu_resource`) and none of the others."""

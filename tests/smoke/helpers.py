@@ -18,6 +18,22 @@ def conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
 
 
+def describe(cond: dict[str, Any] | None) -> str:
+    """`status (reason: message)` of one condition, for failure messages."""
+    return f"{cond['status']} ({cond.get('reason')}: {cond.get('message')})" if cond else "None"
+
+
+def owned_workloads(platform, namespace: str, kind: str, uid: str) -> list[dict[str, Any]]:
+    """The Kueue Workloads in `namespace` that the object of `kind` with `uid` owns (oldest first)."""
+    from addons.kueue import API
+
+    group, version = API.split("/")
+    items = platform.custom.list_namespaced_custom_object(group, version, namespace, "workloads",
+                                                          _request_timeout=30)["items"]
+    return [w for w in items if any(o.get("kind") == kind and o.get("uid") == uid
+                                    for o in w["metadata"].get("ownerReferences") or [])]
+
+
 def pod_summary(pod) -> str:
     """`name (phase, container: waiting reason, ...)` for failure messages."""
     waiting = [f"{cs.name}: {cs.state.waiting.reason}" for cs in (pod.status.init_container_statuses or [])

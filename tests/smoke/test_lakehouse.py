@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.smoke.helpers import client_job, client_result, conditions, run_job
+from tests.smoke.helpers import client_job, client_result, conditions, owned_workloads, run_job
 
 pytestmark = pytest.mark.smoke
 
@@ -176,10 +176,7 @@ def test_the_ray_job_writes_the_iceberg_table(platform, example):
     job = _rayjob(platform, ns)
     kueue = platform.layer("kueue")
     if kueue is not None:
-        workloads = platform.custom.list_namespaced_custom_object("kueue.x-k8s.io", "v1beta2", ns, "workloads",
-                                                                  _request_timeout=30)["items"]
-        mine = [w for w in workloads if any(o.get("uid") == job["metadata"]["uid"]
-                                            for o in w["metadata"].get("ownerReferences") or [])]
+        mine = owned_workloads(platform, ns, "RayJob", job["metadata"]["uid"])
         admitted = [((w.get("status") or {}).get("admission") or {}).get("clusterQueue") for w in mine]
         assert dict(kueue.queue_namespaces())[ns] in admitted, f"the RayJob's Workloads were admitted by {admitted}"
     submitters = platform.core.list_namespaced_pod(ns, label_selector=f"job-name={job['metadata']['name']}",

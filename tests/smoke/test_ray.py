@@ -17,12 +17,11 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.smoke.helpers import conditions, pod_summary
+from tests.smoke.helpers import conditions, describe, owned_workloads, pod_summary
 
 pytestmark = pytest.mark.smoke
 
 GROUP = "ray.io"
-KUEUE_GROUP = "kueue.x-k8s.io"
 CR_NAME_LABEL = "ray.io/originated-from-cr-name"  # on the submitter Job's pods and the RayJob's Ray pods
 PREFIXES = ("MLFLOW_", "PYICEBERG_", "LAKEHOUSE_", "AWS_")  # what the example's program reports
 
@@ -49,10 +48,6 @@ def example_namespace(platform, ray, team):
     if not layer.options.example:
         pytest.skip(f"cnai:layers.ray.example is false in stack {platform.stack}: no example RayJob")
     return layer.first_team_namespace()
-
-
-def _describe(cond: dict[str, Any] | None) -> str:
-    return f"{cond['status']} ({cond.get('reason')}: {cond.get('message')})" if cond else "None"
 
 
 def test_operator_ready_with_the_planned_env(platform, ray):
@@ -125,19 +120,15 @@ def test_example_admitted_through_the_team_queue(platform, ray, team, example_na
     kueue = platform.layer("kueue")
     if kueue is None:
         pytest.skip(f"layer kueue is not enabled in stack {platform.stack}: the example runs unqueued")
-    from addons.kueue import API as KUEUE_API
     from addons.kueue import team_queue
 
     ns, name, uid = example_namespace, ray["example"], example_result["uid"]
-    items = platform.custom.list_namespaced_custom_object(KUEUE_GROUP, KUEUE_API.split("/")[1], ns, "workloads",
-                                                          _request_timeout=30)["items"]
-    owned = [w for w in items if any(o.get("kind") == "RayJob" and o.get("uid") == uid
-                                     for o in w["metadata"].get("ownerReferences") or [])]
+    owned = owned_workloads(platform, ns, "RayJob", uid)
     assert owned, f"no Kueue Workload in {ns} is owned by RayJob {name}: is the ray.io/rayjob integration on?"
     wl = owned[-1]
     conds = conditions(wl)
     admitted = any((conds.get(t) or {}).get("status") == "True" for t in ("Admitted", "Finished"))
-    assert admitted, f"Workload {wl['metadata']['name']}: " + "; ".join(f"{t}={_describe(c)}" for t, c in conds.items())
+    assert admitted, f"Workload {wl['metadata']['name']}: " + "; ".join(f"{t}={describe(c)}" for t, c in conds.items())
     queue = ((wl.get("status") or {}).get("admission") or {}).get("clusterQueue")
     assert queue == team_queue(team), f"RayJob {name} was admitted by ClusterQueue {queue!r}, not {team_queue(team)!r}"
 

@@ -16,12 +16,11 @@ from typing import Any
 
 import pytest
 
-from tests.smoke.helpers import conditions, pod_summary
+from tests.smoke.helpers import conditions, describe, owned_workloads, pod_summary
 
 pytestmark = pytest.mark.smoke
 
 GROUP = "sparkoperator.k8s.io"
-KUEUE_GROUP = "kueue.x-k8s.io"
 APP_LABEL = "sparkoperator.k8s.io/app-name"  # on the driver and executor pods the operator launches
 DRIVER_CONTAINER = "spark-kubernetes-driver"
 RESULT = re.compile(r"Pi is roughly (\d+\.\d+)")  # what examples/src/main/python/pi.py prints
@@ -50,10 +49,6 @@ def example_namespace(platform, spark, team):
     if not layer.options.example:
         pytest.skip(f"cnai:layers.spark.example is false in stack {platform.stack}: no example SparkApplication")
     return layer.first_team_namespace()
-
-
-def _describe(cond: dict[str, Any] | None) -> str:
-    return f"{cond['status']} ({cond.get('reason')}: {cond.get('message')})" if cond else "None"
 
 
 def test_operator_ready(platform, spark):
@@ -90,13 +85,7 @@ def test_example_admitted_by_kueue_and_completes(platform, spark, example_namesp
     uid = app["metadata"]["uid"]
 
     def workloads() -> list[dict[str, Any]]:
-        from addons.kueue import API as KUEUE_API
-
-        items = platform.custom.list_namespaced_custom_object(
-            KUEUE_GROUP, KUEUE_API.split("/")[1], ns, "workloads", _request_timeout=30)["items"]
-        return [w for w in items
-                if any(o.get("kind") == "SparkApplication" and o.get("name") == name and o.get("uid", uid) == uid
-                       for o in w["metadata"].get("ownerReferences") or [])]
+        return owned_workloads(platform, ns, "SparkApplication", uid)
 
     def diagnose() -> str:
         out = []
@@ -111,7 +100,7 @@ def test_example_admitted_by_kueue_and_completes(platform, spark, example_namesp
                 for wl in workloads():
                     wname = wl["metadata"]["name"]
                     out.append(f"Workload {wname}: "
-                               + "; ".join(f"{t}={_describe(c)}" for t, c in conditions(wl).items()))
+                               + "; ".join(f"{t}={describe(c)}" for t, c in conditions(wl).items()))
                     out.append(f"events for {wname}:\n{platform.events(ns, wname)}")
             except Exception as exc:  # noqa: BLE001 - diagnostics only
                 out.append(f"Workloads not readable: {exc}"[:300])
@@ -139,8 +128,8 @@ def test_example_admitted_by_kueue_and_completes(platform, spark, example_namesp
             wl = found[-1]
             cond = conditions(wl)
             adm, qr, fin = cond.get("Admitted"), cond.get("QuotaReserved"), cond.get("Finished")
-            state = (f"Workload {wl['metadata']['name']}: QuotaReserved={_describe(qr)}, "
-                     f"Admitted={_describe(adm)}, Finished={_describe(fin)}")
+            state = (f"Workload {wl['metadata']['name']}: QuotaReserved={describe(qr)}, "
+                     f"Admitted={describe(adm)}, Finished={describe(fin)}")
             ok = bool(adm and adm["status"] == "True" and qr and qr["status"] == "True")
             if not ok and fin and fin["status"] == "True":
                 pytest.fail(f"SparkApplication {ns}/{name}: its Workload finished without being admitted: {state}\n"

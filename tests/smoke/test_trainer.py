@@ -16,12 +16,11 @@ from typing import Any
 
 import pytest
 
-from tests.smoke.helpers import conditions, pod_summary
+from tests.smoke.helpers import conditions, describe, owned_workloads, pod_summary
 
 pytestmark = pytest.mark.smoke
 
 GROUP = "trainer.kubeflow.org"
-KUEUE_GROUP = "kueue.x-k8s.io"
 JOBSET_LABEL = "jobset.sigs.k8s.io/jobset-name"  # on every pod of the TrainJob's JobSet
 NODE_CONTAINER = "node"  # the trainer container of the torch-distributed runtime
 # The ClusterTrainingRuntimes of kubeflow/trainer@v2.3.0:manifests/overlays/runtimes (base/runtimes).
@@ -58,12 +57,6 @@ def example_namespace(platform, trainer, team):
     if not ns:
         pytest.skip(f"stack {platform.stack} deploys no example TrainJob (no team namespace)")
     return ns
-
-
-def _describe(cond: dict[str, Any] | None) -> str:
-    if not cond:
-        return "None"
-    return f"{cond['status']} ({cond.get('reason')}: {cond.get('message')})"
 
 
 def _node_pods(platform, namespace: str, name: str) -> list[Any]:
@@ -110,20 +103,14 @@ def test_example_trainjob_admitted_and_completes(platform, trainer, example_name
     uid = job["metadata"]["uid"]
 
     def workloads() -> list[dict[str, Any]]:
-        from addons.kueue import API as KUEUE_API
-
-        items = platform.custom.list_namespaced_custom_object(
-            KUEUE_GROUP, KUEUE_API.split("/")[1], ns, "workloads", _request_timeout=30)["items"]
-        return [w for w in items
-                if any(o.get("kind") == "TrainJob" and o.get("name") == name and o.get("uid", uid) == uid
-                       for o in w["metadata"].get("ownerReferences") or [])]
+        return owned_workloads(platform, ns, "TrainJob", uid)
 
     def diagnose() -> str:
         out = []
         try:
             tj = read()
             out.append(f"TrainJob {name}: suspend={tj['spec'].get('suspend')}, conditions: "
-                       + "; ".join(f"{t}={_describe(c)}" for t, c in conditions(tj).items()))
+                       + "; ".join(f"{t}={describe(c)}" for t, c in conditions(tj).items()))
             out.append(f"jobsStatus: {(tj.get('status') or {}).get('jobsStatus')}")
         except Exception as exc:  # noqa: BLE001 - diagnostics only
             out.append(f"TrainJob {name} not readable: {exc}"[:300])
@@ -132,7 +119,7 @@ def test_example_trainjob_admitted_and_completes(platform, trainer, example_name
                 for wl in workloads():
                     wname = wl["metadata"]["name"]
                     out.append(f"Workload {wname}: "
-                               + "; ".join(f"{t}={_describe(c)}" for t, c in conditions(wl).items()))
+                               + "; ".join(f"{t}={describe(c)}" for t, c in conditions(wl).items()))
                     out.append(f"events for {wname}:\n{platform.events(ns, wname)}")
             except Exception as exc:  # noqa: BLE001 - diagnostics only
                 out.append(f"Workloads not readable: {exc}"[:300])
@@ -167,8 +154,8 @@ def test_example_trainjob_admitted_and_completes(platform, trainer, example_name
             wl = found[-1]
             cond = conditions(wl)
             adm, qr, fin = cond.get("Admitted"), cond.get("QuotaReserved"), cond.get("Finished")
-            state = (f"Workload {wl['metadata']['name']}: QuotaReserved={_describe(qr)}, "
-                     f"Admitted={_describe(adm)}, Finished={_describe(fin)}")
+            state = (f"Workload {wl['metadata']['name']}: QuotaReserved={describe(qr)}, "
+                     f"Admitted={describe(adm)}, Finished={describe(fin)}")
             ok = bool(adm and adm["status"] == "True" and qr and qr["status"] == "True")
             if not ok and fin and fin["status"] == "True":
                 pytest.fail(f"TrainJob {ns}/{name}: its Workload finished without being admitted: {state}\n"
