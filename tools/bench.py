@@ -89,7 +89,8 @@ def every_layer() -> None:
     fits = totals["cpu"] <= LAPTOP_BUDGET["cpu_millicores"] and totals["memory"] <= LAPTOP_BUDGET["memory_mib"]
     print(f"  {'total':<18} {totals['cpu']:>6}m CPU {totals['memory']:>7}Mi   (laptop budget "
           f"{LAPTOP_BUDGET['cpu_millicores']}m / {LAPTOP_BUDGET['memory_mib']}Mi: "
-          f"{'fits' if fits else 'does not fit'}; stacks/Pulumi.kind-data.yaml drops Pipelines and Katib)")
+          f"{'fits' if fits else 'does not fit'}; the kind-data and kind-genai stacks each turn on one stage "
+          "and drop Pipelines and Katib)")
     for reason in left_out:
         print(f"  left out: {reason}")
 
